@@ -1,0 +1,114 @@
+"""Checkpoints: plain dicts of tensors and numbers, saved atomically, loaded with weights_only=True.
+
+A checkpoint holds what is needed to rebuild the model without the code that
+trained it (``config``: architecture name and arguments, input size, crop
+expansion, normalisation) and what is needed to resume training (optimizer,
+scheduler, epoch, history, RNG state).  Never a pickled model object.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .models import MODELS, create_model
+
+FORMAT = "facial_keypoints/checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def json_safe(value):
+    """Arguments as plain types (weights_only loading accepts nothing else)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def make_checkpoint(model, config: dict, *, optimizer=None, scheduler=None, args=None, epoch: int = 0,
+                    metrics=None, history=None, rng_state=None) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": json_safe(config),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "args": json_safe(args or {}),
+        "epoch": int(epoch),
+        "metrics": json_safe(metrics or {}),
+        "history": json_safe(history or []),
+        "rng_state": rng_state,
+    }
+
+
+def save_checkpoint(payload: dict, path) -> Path:
+    """Write to a unique temporary file in the same folder, then rename over ``path``.
+
+    A crash leaves the old file intact, and two runs saving into one folder
+    never interleave their bytes in one file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated, "
+                              f"or not saved by this project): {first}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a facial_keypoints checkpoint (no '{FORMAT}' marker); "
+                              "train one with stageN/detector.py --phase train")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer version ({payload['version']}) of this project")
+    return payload
+
+
+def model_from_checkpoint(payload: dict, path="checkpoint") -> torch.nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (strictly)."""
+    config = payload["config"]
+    arch = config.get("arch")
+    if arch not in MODELS:
+        raise CheckpointError(f"{path}: unknown architecture {arch!r}; registered: {', '.join(sorted(MODELS))}")
+    model = create_model(arch, **config.get("model_kwargs", {}))
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[0]
+        raise CheckpointError(f"{path}: the weights do not fit architecture {arch!r}: {detail}") from None
+    return model
+
+
+def load_model(path, map_location="cpu") -> tuple[torch.nn.Module, dict]:
+    payload = load_checkpoint(path, map_location)
+    model = model_from_checkpoint(payload, path)
+    model.eval()
+    return model, payload

@@ -1,0 +1,49 @@
+"""The Dataset: list records + cached crops -> transformed samples."""
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from .cache import load_crops
+from .geometry import to_frame
+from .keypoints import NUM_POINTS
+from .labels import ListRecord, read_list
+
+
+class FaceCrops(Dataset):
+    """Faces (and, in stage 3, non-faces) of a list, as ``size x size`` grayscale crops.
+
+    The crops are decoded once (see ``cache.load_crops``); ``__getitem__`` only
+    copies a crop, scales its keypoints into the frame and applies ``transform``.
+    """
+
+    def __init__(self, records: list[ListRecord], data_root, size: int = 112, transform=None,
+                 cache_dir=None, workers: int = 2, progress: bool = True):
+        self.records = records
+        self.size = size
+        self.transform = transform
+        self.crops = load_crops([(r.image, r.box) for r in records], data_root, size, cache_dir,
+                                workers=workers, sources=[r.source for r in records], progress=progress)
+        self.frame_keypoints = np.stack([
+            to_frame(r.keypoints, r.box, size) if r.is_face else np.zeros((NUM_POINTS, 2))
+            for r in records]).astype(np.float32)
+
+    def face_mask(self) -> np.ndarray:
+        return np.array([r.is_face for r in self.records], dtype=bool)
+
+    @classmethod
+    def from_list(cls, list_path, data_root, **kwargs) -> "FaceCrops":
+        return cls(read_list(list_path), data_root, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        sample = {
+            "image": self.crops[index].copy(),
+            "keypoints": self.frame_keypoints[index].copy(),
+            "face": 1.0 if record.is_face else 0.0,
+            "index": index,
+        }
+        return self.transform(sample) if self.transform else sample

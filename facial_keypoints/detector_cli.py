@@ -1,0 +1,301 @@
+"""The ``--phase train|test|finetune|predict`` command line that every stage's detector.py runs.
+
+A stage passes its defaults (model, optimizer, loss, ...) and, from stage 2 on,
+the transforms it trains with; everything else is shared here.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import engine
+from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from .dataset import FaceCrops
+from .evaluation import attach_face_boxes, face_metrics, predict_records
+from .labels import read_list
+from .lists import resolve_data_root, split_by_photo
+from .losses import KeypointLoss
+from .metrics import json_summary, summary_table
+from .models import MODELS, count_parameters, create_model, freeze, init_output
+from .plots import draw_points, grid, plot_ced, plot_loss_curves
+from .transforms import eval_transform
+
+log = logging.getLogger("facial_keypoints")
+
+
+def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=f"{stage_dir.name} facial keypoint detector",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--phase", choices=("train", "test", "finetune", "predict"), default="train")
+    p.add_argument("--data-root", default=None, help="data root (default: $FKD_DATA_ROOT or data/)")
+    p.add_argument("--train-list", type=Path, default=stage_dir / "train.txt")
+    p.add_argument("--test-list", type=Path, default=stage_dir / "test.txt")
+    p.add_argument("--arch", choices=sorted(MODELS), default=defaults.get("arch", "stage1"))
+    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64))
+    p.add_argument("--test-batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 40))
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate (train: {defaults.get('lr', 1e-3)}; finetune: a tenth of the checkpoint's)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--clip-grad", type=float, default=defaults.get("clip_grad", 10.0),
+                   help="clip the gradient norm to this (0: off); keeps SGD on pixel-scale targets stable")
+    p.add_argument("--weight-decay", type=float, default=defaults.get("weight_decay", 0.0))
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=defaults.get("optimizer", "sgd"))
+    p.add_argument("--loss", choices=("mse", "smoothl1", "wing"), default=defaults.get("loss", "mse"))
+    p.add_argument("--no-cuda", action="store_true", help="train on the CPU even if a GPU is present")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--log-interval", type=int, default=20, help="batches between log lines")
+    p.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True,
+                   help="write last.pt/best.pt checkpoints")
+    p.add_argument("--save-directory", type=Path, default=stage_dir / "trained_models")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training photos held apart for validation (never the test list)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="test/predict/finetune: checkpoint to load (default SAVE_DIRECTORY/best.pt)")
+    p.add_argument("--freeze", nargs="*", default=[], metavar="NAME",
+                   help="finetune: layer names (or prefixes) to freeze, e.g. conv1_1 features")
+    p.add_argument("--resume", action="store_true", help="train: continue from SAVE_DIRECTORY/last.pt")
+    p.add_argument("--workers", type=int, default=defaults.get("workers", 0), help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="crop cache (default $FKD_CACHE_DIR or ~/.cache)")
+    p.add_argument("--predict-dir", type=Path, default=stage_dir / "predictions")
+    p.add_argument("--num-predict", type=int, default=16, help="predict: faces to draw")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def setup_logging(save_dir: Path | None) -> None:
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(save_dir / "train.log"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", handlers=handlers, force=True)
+
+
+def list_settings(list_path: Path) -> dict:
+    """What gen_train_test.py wrote beside the lists (the expansion ratio, mostly)."""
+    meta = Path(list_path).with_name("lists.json")
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def keypoint_loss_fn(kind: str):
+    """The stage-1/2 loss: keypoints only, masked to faces."""
+    loss = KeypointLoss(kind)
+    return lambda keypoints, logits, batch: loss(keypoints, batch["keypoints"], batch["face"])
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy_seed": int(np.random.get_state()[1][0])}
+
+
+class Detector:
+    """One stage's phases.  Stages customise by passing ``train_transform`` and ``loss_factory``."""
+
+    def __init__(self, stage_dir: Path, defaults: dict | None = None, train_transform=None,
+                 loss_factory=keypoint_loss_fn, scheduler_factory=None, add_arguments=None):
+        self.stage_dir = Path(stage_dir)
+        self.defaults = defaults or {}
+        self.train_transform = train_transform
+        self.loss_factory = loss_factory
+        self.scheduler_factory = scheduler_factory
+        self.add_arguments = add_arguments
+
+    # ---- command line -------------------------------------------------------------
+    def main(self, argv=None) -> int:
+        parser = build_parser(self.stage_dir, self.defaults)
+        if self.add_arguments:
+            self.add_arguments(parser)
+        args = parser.parse_args(argv)
+        try:
+            return self.run(args)
+        except (CheckpointError, FileNotFoundError, ValueError, KeyError, OSError,
+                engine.NonFiniteLossError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+
+    def run(self, args) -> int:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        np.random.seed(args.seed)
+        self.args = args
+        self.device = engine.select_device(args.no_cuda)
+        self.root = resolve_data_root(args.data_root)
+        setup_logging(args.save_directory if args.phase in ("train", "finetune") else None)
+        phase = getattr(self, f"phase_{args.phase}")
+        result = phase()
+        return 0 if result is None else result
+
+    # ---- data ---------------------------------------------------------------------
+    def config(self) -> dict:
+        settings = list_settings(self.args.train_list)
+        return {"arch": self.args.arch, "model_kwargs": {}, "input_size": 112,
+                "expand_ratio": settings.get("expand_ratio", 0.25),
+                "normalize": not getattr(self.args, "no_normalize", False)}
+
+    def datasets(self, config: dict):
+        records = read_list(self.args.train_list)
+        train, val = split_by_photo(records, self.args.val_fraction, self.args.seed)
+        transform = self.train_transform(self.args, config) if self.train_transform else eval_transform(
+            config["normalize"])
+        common = dict(data_root=self.root, size=config["input_size"], cache_dir=self.args.cache_dir,
+                      progress=not self.args.no_progress)
+        return (FaceCrops(train, transform=transform, **common),
+                FaceCrops(val, transform=eval_transform(config["normalize"]), **common))
+
+    # ---- phases -------------------------------------------------------------------
+    def phase_train(self, model=None, config=None, start_payload=None, lr=None):
+        args = self.args
+        config = config or self.config()
+        train_set, val_set = self.datasets(config)
+        if model is None:
+            model = create_model(config["arch"], **config["model_kwargs"])
+            init_output(model, torch.from_numpy(train_set.frame_keypoints[train_set.face_mask()].mean(axis=0)))
+        model.to(self.device)
+        lr = lr if lr is not None else (args.lr if args.lr is not None else self.defaults.get("lr", 1e-3))
+        optimizer = make_optimizer(args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay)
+        steps_per_epoch = (len(train_set) + args.batch_size - 1) // args.batch_size
+        scheduler = self.scheduler_factory(args, optimizer, steps_per_epoch) if self.scheduler_factory else None
+        loss_fn = self.loss_factory(args.loss)
+        history, start_epoch, best = [], 1, float("inf")
+        save_dir = args.save_directory
+
+        if args.resume:
+            payload = load_checkpoint(save_dir / "last.pt")
+            if payload["config"]["arch"] != config["arch"]:
+                raise CheckpointError(f"{save_dir / 'last.pt'} holds a {payload['config']['arch']!r} model, "
+                                      f"not {config['arch']!r}")
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if scheduler is not None and payload.get("scheduler"):
+                scheduler.load_state_dict(payload["scheduler"])
+            history = payload["history"]
+            start_epoch = payload["epoch"] + 1
+            best = min((h["val_loss"] for h in history), default=float("inf"))
+            log.info("resumed from %s at epoch %d", save_dir / "last.pt", start_epoch)
+
+        log.info("model %s: %d parameters; %d train / %d validation faces; device %s; lr %g",
+                 config["arch"], count_parameters(model), len(train_set), len(val_set), self.device, lr)
+        val_loader = engine.make_loader(val_set, args.test_batch_size, shuffle=False)
+        generator = torch.Generator()
+        for epoch in range(start_epoch, args.epochs + 1):
+            # Seeded per epoch, so a resumed run shuffles (and augments) like an uninterrupted one.
+            generator.manual_seed(args.seed * 100003 + epoch)
+            torch.manual_seed(args.seed * 100003 + epoch)
+            train_loader = engine.make_loader(train_set, args.batch_size, shuffle=True, workers=args.workers,
+                                              generator=generator)
+            started = time.perf_counter()
+            stats = engine.train_one_epoch(model, train_loader, optimizer, loss_fn, self.device, epoch,
+                                           log=log.info, log_interval=args.log_interval, clip_grad=args.clip_grad,
+                                           scheduler_step=scheduler.step if scheduler else None)
+            val = engine.run_inference(model, val_loader, self.device, loss_fn)
+            history.append({"epoch": epoch, "train_loss": stats["loss"], "val_loss": val["loss"],
+                            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
+                            "loader_wait_seconds": stats["wait_seconds"]})
+            log.info("epoch %d: train loss %.4f, validation loss %.4f (%.1fs)", epoch, stats["loss"],
+                     val["loss"], history[-1]["seconds"])
+            self.write_history(history, save_dir)
+            if args.save_model:
+                payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler, args=vars(args),
+                                          epoch=epoch, metrics={"val_loss": val["loss"]}, history=history,
+                                          rng_state=rng_state())
+                save_checkpoint(payload, save_dir / "last.pt")
+                if val["loss"] < best:
+                    best = val["loss"]
+                    save_checkpoint(payload, save_dir / "best.pt")
+        total = sum(h["seconds"] for h in history)
+        log.info("trained %d epochs in %.1f min; best validation loss %.4f; checkpoints in %s",
+                 len(history), total / 60, best, save_dir)
+        return 0
+
+    def write_history(self, history: list[dict], save_dir: Path) -> None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        with open(save_dir / "loss_history.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        plot_loss_curves(history, save_dir / "loss_curve.png", f"{self.args.loss} loss (112-px frame)")
+
+    def load(self):
+        path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        payload = load_checkpoint(path)
+        model = model_from_checkpoint(payload, path).to(self.device)
+        return model, payload, path
+
+    def phase_test(self):
+        model, payload, path = self.load()
+        records = read_list(self.args.test_list)
+        attach_face_boxes(records, self.root)
+        loss_fn = self.loss_factory(self.args.loss)
+        result = predict_records(model, payload["config"], records, self.root, self.device,
+                                 batch_size=self.args.test_batch_size, cache_dir=self.args.cache_dir,
+                                 loss_fn=loss_fn, progress=not self.args.no_progress)
+        metrics = face_metrics(records, result)
+        out = self.args.save_directory
+        out.mkdir(parents=True, exist_ok=True)
+        plot_ced({f"{payload['config']['arch']} ({self.stage_dir.name})": metrics["nme_io_per_face"]},
+                 out / "test_ced.png")
+        print(summary_table(metrics, f"test list {self.args.test_list} with {path}"))
+        print(f"mean {self.args.loss} loss (112-px frame): {result['loss']:.4f}")
+        print(f"cumulative error curve: {out / 'test_ced.png'}")
+        print(json.dumps(json_summary(metrics, loss=result["loss"], checkpoint=str(path))))
+        return 0
+
+    def phase_finetune(self):
+        model, payload, path = self.load()
+        frozen = freeze(model, self.args.freeze) if self.args.freeze else []
+        if frozen:
+            log.info("frozen: %s", ", ".join(frozen))
+        lr = self.args.lr if self.args.lr is not None else payload["args"].get("lr") or self.defaults.get("lr", 1e-3)
+        if self.args.lr is None:
+            lr = lr * 0.1
+        if self.args.save_directory == path.parent:
+            self.args.save_directory = path.parent / "finetune"
+        log.info("finetuning %s at lr %g with %s into %s", path, lr, self.args.optimizer, self.args.save_directory)
+        return self.phase_train(model=model, config=payload["config"], lr=lr)
+
+    def phase_predict(self):
+        model, payload, path = self.load()
+        records = read_list(self.args.test_list)[: self.args.num_predict]
+        result = predict_records(model, payload["config"], records, self.root, self.device,
+                                 batch_size=self.args.test_batch_size, cache_dir=self.args.cache_dir,
+                                 progress=not self.args.no_progress)
+        out = self.args.predict_dir
+        out.mkdir(parents=True, exist_ok=True)
+        tiles = []
+        for n, record in enumerate(records):
+            tile = draw_face(self.root, record, result["pred_image"][n])
+            tile.save(out / f"{n:03d}.png")
+            tiles.append(tile)
+        grid(tiles).save(out / "sheet.png")
+        print(f"drew {len(records)} faces (green: predicted, red: ground truth) into {out}")
+        return 0
+
+
+def draw_face(data_root, record, predicted, size: int = 224):
+    """The crop of ``record`` at ``size`` px in colour, ground truth in red, prediction in green."""
+    from PIL import Image
+    with Image.open(Path(data_root) / record.image) as photo:
+        crop = photo.convert("RGB").crop(tuple(int(v) for v in record.box)).resize((size, size))
+    scale = size / (record.box[2:] - record.box[:2])
+    if record.is_face:
+        crop = draw_points(crop, record.keypoints * scale, color=(255, 40, 40), skeleton=False)
+    return draw_points(crop, (predicted - record.box[:2]) * scale, color=(40, 255, 40))

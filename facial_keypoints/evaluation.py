@@ -1,0 +1,78 @@
+"""Evaluate a model on faces, in original-image pixels (SPEC section 5).
+
+Used by the detector's test phase (list files) and by
+``python -m facial_keypoints evaluate`` (any folder of label.txt files).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from .dataset import FaceCrops
+from .engine import make_loader, run_inference
+from .geometry import frame_to_image
+from .labels import ParseStats, read_labels
+from .lists import face_records
+from .metrics import keypoint_metrics
+from .transforms import eval_transform
+
+
+def records_from_labels(data_dir, ratio: float, *, skip_bad: bool = False, negative: str = "clamp",
+                        stats: ParseStats | None = None):
+    """List records (with their labelled boxes) for every face of every label.txt below ``data_dir``."""
+    stats = stats if stats is not None else ParseStats()
+    faces = read_labels(data_dir, negative=negative, skip_bad=skip_bad, stats=stats)
+    return face_records(faces, data_dir, ratio, skip_bad=skip_bad, stats=stats)
+
+
+def attach_face_boxes(records, data_root) -> int:
+    """Give list records their labelled face box (lists store only the expanded box).
+
+    Each record is matched to the face of its photo whose keypoints it carries
+    (within 0.5 px).  Returns how many were matched; unmatched ones keep None
+    and are left out of nme_box only.
+    """
+    missing = [r for r in records if r.is_face and r.face_box is None]
+    if not missing:
+        return 0
+    try:
+        labelled = read_labels(data_root, skip_bad=True)
+    except FileNotFoundError:
+        return 0
+    by_photo = defaultdict(list)
+    for face in labelled:
+        by_photo[face.image].append(face)
+    matched = 0
+    for record in missing:
+        points = record.absolute_keypoints()
+        best = min(by_photo.get(record.image, []), default=None,
+                   key=lambda f: np.abs(f.keypoints - points).mean())
+        if best is not None and np.abs(best.keypoints - points).mean() < 0.5:
+            record.face_box = best.box
+            matched += 1
+    return matched
+
+
+def predict_records(model, config: dict, records, data_root, device, *, batch_size: int = 256,
+                    cache_dir=None, loss_fn=None, workers: int = 2, progress: bool = True) -> dict:
+    """Run the model on the records' crops; adds predictions in original-image pixels."""
+    dataset = FaceCrops(records, data_root, size=config["input_size"],
+                        transform=eval_transform(config.get("normalize", True)),
+                        cache_dir=cache_dir, workers=workers, progress=progress)
+    result = run_inference(model, make_loader(dataset, batch_size, shuffle=False), device, loss_fn)
+    boxes = np.stack([r.box for r in records])
+    result["pred_image"] = frame_to_image(result["pred"], boxes, config["input_size"])
+    result["crops"] = dataset.crops
+    return result
+
+
+def face_metrics(records, result) -> dict:
+    """Section-5 metrics over the faces among ``records`` (non-faces are left out)."""
+    faces = [i for i, r in enumerate(records) if r.is_face]
+    if not faces:
+        raise ValueError("no faces to evaluate")
+    gt = np.stack([records[i].absolute_keypoints() for i in faces])
+    face_boxes = np.stack([records[i].face_box if records[i].face_box is not None else np.full(4, np.nan)
+                           for i in faces])
+    return keypoint_metrics(result["pred_image"][faces], gt, face_boxes)

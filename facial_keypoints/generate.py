@@ -1,0 +1,73 @@
+"""The body of every stage's gen_train_test.py: labels -> expanded boxes -> split by photo -> lists."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .evaluation import records_from_labels
+from .images import load_gray
+from .labels import ParseStats, write_list
+from .lists import photo_of, split_by_photo
+from .plots import draw_points, grid
+
+
+def add_list_arguments(parser, stage_dir: Path) -> None:
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding I/, II/, ... each with label.txt (default: $FKD_DATA_ROOT or data/)")
+    parser.add_argument("--out-dir", type=Path, default=stage_dir, help="where train.txt/test.txt go")
+    parser.add_argument("--expand-ratio", type=float, default=0.25,
+                        help="grow each face box by this fraction of its width/height on every side")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="share of photos in the test list")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--negative", choices=("clamp", "drop"), default="clamp",
+                        help="what to do with faces that have slightly negative coordinates")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="count and skip malformed lines and missing images instead of stopping")
+    parser.add_argument("--verify", type=int, default=0, metavar="N",
+                        help="draw N training crops with their points into OUT_DIR/verify/")
+
+
+def generate_lists(args, photo_key=photo_of, extra_records=None) -> dict:
+    """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts)."""
+    from .lists import resolve_data_root
+    root = resolve_data_root(args.data_root)
+    stats = ParseStats()
+    records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad,
+                                  negative=args.negative, stats=stats)
+    if extra_records:
+        records = records + extra_records
+    train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
+    out = Path(args.out_dir)
+    write_list(out / "train.txt", train)
+    write_list(out / "test.txt", test)
+    summary = {
+        "data_root": str(root), "expand_ratio": args.expand_ratio, "test_fraction": args.test_fraction,
+        "seed": args.seed, "negative": args.negative, "counts": dict(stats.counts),
+        "train_faces": len(train), "test_faces": len(test),
+        "train_photos": len({photo_key(r.image) for r in train}),
+        "test_photos": len({photo_key(r.image) for r in test}),
+    }
+    (out / "lists.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"read {stats['lines']} label lines under {root}: {stats.summary()}")
+    print(f"wrote {out / 'train.txt'} ({len(train)} faces, {summary['train_photos']} photos) and "
+          f"{out / 'test.txt'} ({len(test)} faces, {summary['test_photos']} photos)")
+    if args.verify:
+        path = verify_crops(train[: args.verify], root, out / "verify")
+        print(f"drew {min(args.verify, len(train))} crops into {path}")
+    return summary
+
+
+def verify_crops(records, data_root, out_dir, size: int = 224) -> Path:
+    """Each crop at ``size`` px with its points (numbered), one PNG per face plus a contact sheet."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tiles = []
+    for n, record in enumerate(records):
+        image, factor = load_gray(Path(data_root) / record.image)
+        crop = image.crop(tuple(int(v) for v in record.box)).resize((size, size))
+        scale = size / (record.box[2:] - record.box[:2])
+        tile = draw_points(crop, record.keypoints * scale, numbers=True)
+        tile.save(out_dir / f"{n:03d}.png")
+        tiles.append(tile)
+    grid(tiles).save(out_dir / "sheet.png")
+    return out_dir

@@ -1,0 +1,63 @@
+"""Box and coordinate arithmetic, in one convention used everywhere.
+
+Coordinates are continuous pixel positions: pixel ``i`` covers ``[i, i+1)``.
+A crop box ``(x1, y1, x2, y2)`` is resized to a ``size x size`` frame, so a
+point maps by ``(p - box[:2]) * size / (w, h)`` and back by the inverse.
+Crop boxes are whole pixels so the crop is exactly the box.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class BoxError(ValueError):
+    pass
+
+
+def expand_box(box, ratio: float, width: int, height: int) -> np.ndarray:
+    """Grow ``box`` by ``ratio`` of its width/height on every side, to whole pixels, clipped to the image.
+
+    Raises BoxError when the face box does not overlap the image at all.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if x2 <= x1 or y2 <= y1:
+        raise BoxError(f"zero-size box {list(box)}")
+    if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+        raise BoxError(f"box {list(box)} lies outside the {width}x{height} image")
+    dw, dh = ratio * (x2 - x1), ratio * (y2 - y1)
+    return np.array([
+        max(0, math.floor(x1 - dw)), max(0, math.floor(y1 - dh)),
+        min(width, math.ceil(x2 + dw)), min(height, math.ceil(y2 + dh)),
+    ], dtype=np.float64)
+
+
+def box_size(boxes) -> np.ndarray:
+    """(..., 2) width and height of (..., 4) boxes."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return boxes[..., 2:4] - boxes[..., 0:2]
+
+
+def to_frame(relative_keypoints, box, size: int) -> np.ndarray:
+    """Keypoints relative to ``box`` -> the ``size x size`` frame of the resized crop."""
+    return np.asarray(relative_keypoints, dtype=np.float64) * (size / box_size(box))
+
+
+def frame_to_image(frame_keypoints, boxes, size: int) -> np.ndarray:
+    """(N, K, 2) points in the frame -> original-image pixels through each crop box (N, 4)."""
+    frame_keypoints = np.asarray(frame_keypoints, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64)
+    scale = box_size(boxes)[..., None, :] / size
+    return frame_keypoints * scale + boxes[..., None, 0:2]
+
+
+def iou(box, boxes) -> np.ndarray:
+    """IoU of one box with each of (N, 4) boxes."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)

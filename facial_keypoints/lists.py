@@ -1,0 +1,74 @@
+"""From labelled faces to train/test list records: expand the box, make points relative, split by photo."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .geometry import BoxError, expand_box
+from .images import ImageError, image_size
+from .labels import FaceLabel, LabelError, ListRecord, ParseStats
+
+
+def face_records(faces: list[FaceLabel], data_root, ratio: float, *, skip_bad: bool = False,
+                 stats: ParseStats | None = None) -> list[ListRecord]:
+    """Expanded-box list records for labelled faces.
+
+    A missing/unreadable photo or a box outside its photo raises an error
+    naming the label line, or with ``skip_bad`` is counted and left out.
+    """
+    stats = stats if stats is not None else ParseStats()
+    sizes: dict[str, tuple[int, int] | ImageError] = {}
+    records = []
+    for face in faces:
+        if face.image not in sizes:
+            try:
+                sizes[face.image] = image_size(Path(data_root) / face.image)
+            except ImageError as error:
+                sizes[face.image] = error
+        size = sizes[face.image]
+        try:
+            if isinstance(size, ImageError):
+                raise LabelError(face.source, str(size))
+            try:
+                box = expand_box(face.box, ratio, *size)
+            except BoxError as error:
+                raise LabelError(face.source, str(error)) from None
+        except LabelError:
+            if not skip_bad:
+                raise
+            stats.add("skipped_image_or_box")
+            continue
+        records.append(ListRecord(image=face.image, box=box, keypoints=face.keypoints - box[:2],
+                                  source=face.source, face_box=face.box))
+    stats.add("faces", len(records))
+    return records
+
+
+def photo_of(image: str) -> str:
+    """The photo an image path belongs to; augmented copies map to their original (see stage 2)."""
+    return image
+
+
+def split_by_photo(records: list[ListRecord], test_fraction: float, seed: int, photo_key=photo_of):
+    """Split into (train, test) so that no photo (with all its faces and copies) is on both sides."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must be between 0 and 1, not {test_fraction}")
+    photos = sorted({photo_key(r.image) for r in records})
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(photos))
+    n_test = max(1, int(round(test_fraction * len(photos))))
+    test_photos = {photos[i] for i in order[:n_test]}
+    train = [r for r in records if photo_key(r.image) not in test_photos]
+    test = [r for r in records if photo_key(r.image) in test_photos]
+    return train, test
+
+
+def resolve_data_root(flag: str | None) -> Path:
+    """--data-root, else $FKD_DATA_ROOT, else data/."""
+    root = Path(flag or os.environ.get("FKD_DATA_ROOT") or "data")
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data root {root} not found: pass --data-root or set FKD_DATA_ROOT (see data/README.md)")
+    return root

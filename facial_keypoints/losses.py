@@ -1,0 +1,45 @@
+"""Keypoint losses on frame-pixel coordinates, masked so non-faces (stage 3) contribute nothing."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _mse(diff):
+    return diff.pow(2)
+
+
+def _smooth_l1(diff, beta: float = 1.0):
+    a = diff.abs()
+    return torch.where(a < beta, 0.5 * a.pow(2) / beta, a - 0.5 * beta)
+
+
+def _wing(diff, width: float = 10.0, curvature: float = 2.0):
+    """Wing loss (Feng et al., CVPR 2018): log-shaped near 0 so small errors keep a strong gradient."""
+    a = diff.abs()
+    c = width - width * math.log1p(width / curvature)
+    return torch.where(a < width, width * torch.log1p(a / curvature), a - c)
+
+
+ELEMENTWISE = {"mse": _mse, "smoothl1": _smooth_l1, "wing": _wing}
+
+
+class KeypointLoss(torch.nn.Module):
+    """Mean over coordinates of each face, then over faces with mask 1.
+
+    With every mask 1 and ``kind='mse'`` this equals ``nn.MSELoss()``.
+    """
+
+    def __init__(self, kind: str = "mse"):
+        super().__init__()
+        if kind not in ELEMENTWISE:
+            raise KeyError(f"unknown loss {kind!r}; choose from {', '.join(ELEMENTWISE)}")
+        self.kind = kind
+        self.elementwise = ELEMENTWISE[kind]
+
+    def forward(self, pred, target, mask=None):
+        per_face = self.elementwise(pred - target).mean(dim=1)
+        if mask is None:
+            return per_face.mean()
+        return (per_face * mask).sum() / mask.sum().clamp(min=1.0)

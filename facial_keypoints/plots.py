@@ -1,0 +1,83 @@
+"""Figures: loss curves, cumulative error curves and faces with their points drawn."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .keypoints import SKELETON
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # no display on servers and CI
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_loss_curves(history: list[dict], path, title: str = "loss") -> Path:
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(title)
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_ced(curves: dict[str, np.ndarray], path, threshold: float = 10.0) -> Path:
+    """Cumulative error distribution: fraction of faces with nme_io <= x, one line per name."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = np.linspace(0, threshold, 201)
+    for name, errors in curves.items():
+        errors = np.sort(np.asarray(errors))
+        ys = np.searchsorted(errors, xs, side="right") / max(len(errors), 1)
+        ax.plot(xs, ys * 100, label=name)
+    ax.set_xlabel("nme_io (%)")
+    ax.set_ylabel("faces (%)")
+    ax.set_xlim(0, threshold)
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def draw_points(image: Image.Image, keypoints, color=(0, 255, 0), radius: float = 2.0,
+                skeleton: bool = True, numbers: bool = False) -> Image.Image:
+    """Draw (21, 2) points (in the image's pixels) on an RGB copy of ``image``."""
+    image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    points = np.asarray(keypoints, dtype=np.float64)
+    if skeleton:
+        for a, b in SKELETON:
+            draw.line([tuple(points[a]), tuple(points[b])], fill=color, width=1)
+    for i, (x, y) in enumerate(points):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=color)
+        if numbers:
+            draw.text((x + radius, y - 3 * radius), str(i), fill=(255, 255, 0))
+    return image
+
+
+def grid(images: list[Image.Image], columns: int = 4) -> Image.Image:
+    width = max(i.width for i in images)
+    height = max(i.height for i in images)
+    rows = (len(images) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * width, rows * height))
+    for n, image in enumerate(images):
+        sheet.paste(image, ((n % columns) * width, (n // columns) * height))
+    return sheet

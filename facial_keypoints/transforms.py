@@ -1,0 +1,68 @@
+"""Sample transforms.  A sample is a dict:
+
+``image``     (H, W) uint8 array, later float32, finally a (1, H, W) tensor
+``keypoints`` (21, 2) float32 in frame pixels (zeros for a non-face)
+``face``      1.0 for a face, 0.0 for a non-face (masks the keypoint loss)
+
+Geometric transforms move the image and the keypoints together.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: dict) -> dict:
+        for transform in self.transforms:
+            sample = transform(sample)
+        return sample
+
+    def __repr__(self):
+        return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
+
+
+class Normalize:
+    """Per-image standardisation: zero mean, unit variance (a flat image stays 0)."""
+
+    def __call__(self, sample: dict) -> dict:
+        image = np.asarray(sample["image"], dtype=np.float32)
+        std = image.std()
+        sample["image"] = (image - image.mean()) / (std if std > 1e-6 else 1.0)
+        return sample
+
+    def __repr__(self):
+        return "Normalize()"
+
+
+class ScaleToUnit:
+    """Without Normalize: map 0..255 to 0..1, so the network sees the raw brightness."""
+
+    def __call__(self, sample: dict) -> dict:
+        sample["image"] = np.asarray(sample["image"], dtype=np.float32) / 255.0
+        return sample
+
+    def __repr__(self):
+        return "ScaleToUnit()"
+
+
+class ToTensor:
+    """(H, W) array -> (1, H, W) float tensor; (21, 2) keypoints -> (42,) float tensor."""
+
+    def __call__(self, sample: dict) -> dict:
+        image = np.ascontiguousarray(sample["image"], dtype=np.float32)
+        sample["image"] = torch.from_numpy(image).unsqueeze(0)
+        sample["keypoints"] = torch.from_numpy(np.ascontiguousarray(sample["keypoints"], np.float32).reshape(-1))
+        sample["face"] = torch.tensor(float(sample["face"]))
+        return sample
+
+    def __repr__(self):
+        return "ToTensor()"
+
+
+def eval_transform(normalize: bool = True) -> Compose:
+    """What every stage applies at test time (and stage 1 at training time)."""
+    return Compose([Normalize() if normalize else ScaleToUnit(), ToTensor()])

@@ -1,0 +1,64 @@
+"""Shared fixtures: synthetic photos with known keypoints, and the real data (a small slice)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("FKD_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+def keypoints_in_box(box, rng) -> np.ndarray:
+    """21 random points well inside ``box`` (x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = box
+    xs = rng.uniform(x1 + 0.15 * (x2 - x1), x2 - 0.15 * (x2 - x1), 21)
+    ys = rng.uniform(y1 + 0.15 * (y2 - y1), y2 - 0.15 * (y2 - y1), 21)
+    # Outer eye corners far enough apart for nme_io.
+    xs[6], xs[9] = x1 + 0.25 * (x2 - x1), x1 + 0.75 * (x2 - x1)
+    return np.stack([xs, ys], axis=1)
+
+
+def label_line(name, box, keypoints) -> str:
+    return " ".join([name] + [f"{v:.3f}" for v in box] + [f"{v:.3f}" for v in np.asarray(keypoints).reshape(-1)])
+
+
+@pytest.fixture
+def synthetic_root(tmp_path):
+    """A data root with two folders of photos; every face has one bright dot, at its point 0.
+
+    Returns (root, faces) where faces is a list of (relative image path, box, keypoints).
+    """
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    faces = []
+    for folder, count in (("I", 6), ("II", 4)):
+        (root / folder).mkdir(parents=True)
+        lines = []
+        for n in range(count):
+            width, height = int(rng.integers(200, 400)), int(rng.integers(200, 400))
+            pixels = np.full((height, width, 3), 40, np.uint8)
+            size = float(rng.uniform(60, 120))
+            x1, y1 = float(rng.uniform(20, width - size - 20)), float(rng.uniform(20, height - size - 20))
+            box = (x1, y1, x1 + size, y1 + size)
+            points = keypoints_in_box(box, rng)
+            # A 4x4 white square centred on point 0 (coordinates are continuous: pixel i spans [i, i+1)).
+            cx, cy = int(round(points[0, 0])), int(round(points[0, 1]))
+            pixels[cy - 2:cy + 2, cx - 2:cx + 2] = 255
+            points[0] = (cx, cy)
+            name = f"{folder.lower()}{n:03d}.png"
+            Image.fromarray(pixels).save(root / folder / name)
+            lines.append(label_line(name, box, points))
+            faces.append((f"{folder}/{name}", np.array(box), points))
+        (root / folder / "label.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode())  # CRLF like the data
+    return root, faces
+
+
+@pytest.fixture(scope="session")
+def real_root():
+    if not (REAL_DATA / "I" / "label.txt").is_file():
+        pytest.skip(f"real data not found at {REAL_DATA}")
+    return REAL_DATA

@@ -1,0 +1,73 @@
+import os
+
+import pytest
+import torch
+
+from facial_keypoints.checkpoint import (CheckpointError, load_checkpoint, load_model, make_checkpoint,
+                                         save_checkpoint)
+from facial_keypoints.models import create_model
+
+CONFIG = {"arch": "stage1", "model_kwargs": {}, "input_size": 112, "expand_ratio": 0.25, "normalize": True}
+
+
+def test_round_trip_gives_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("stage1").eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    payload = make_checkpoint(model, CONFIG, optimizer=optimizer, args={"lr": 0.1, "path": tmp_path}, epoch=3,
+                              metrics={"val_loss": 1.5}, history=[{"epoch": 1, "val_loss": 2.0}])
+    save_checkpoint(payload, tmp_path / "best.pt")
+    back, loaded = load_model(tmp_path / "best.pt")
+    x = torch.randn(2, 1, 112, 112)
+    torch.testing.assert_close(back(x), model(x))
+    assert loaded["epoch"] == 3 and loaded["args"]["path"] == str(tmp_path) and loaded["optimizer"] is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temporary file left behind
+    # It is a plain weights-only file.
+    torch.load(tmp_path / "best.pt", weights_only=True)
+
+
+def test_refuses_files_that_are_not_our_checkpoints(tmp_path):
+    (tmp_path / "noise.pt").write_bytes(os.urandom(300))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "noise.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a facial_keypoints checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    torch.save(create_model("stage1").state_dict(), tmp_path / "bare_state_dict.pt")
+    with pytest.raises(CheckpointError, match="not a facial_keypoints checkpoint"):
+        load_checkpoint(tmp_path / "bare_state_dict.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_refuses_a_truncated_checkpoint(tmp_path):
+    save_checkpoint(make_checkpoint(create_model("stage1"), CONFIG), tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_refuses_weights_of_another_architecture(tmp_path):
+    payload = make_checkpoint(create_model("stage1"), CONFIG)
+    payload["model"]["head.ip3.weight"] = torch.zeros(10, 128)
+    save_checkpoint(payload, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="do not fit architecture 'stage1'"):
+        load_model(tmp_path / "odd.pt")
+    payload["config"]["arch"] = "no_such_net"
+    save_checkpoint(payload, tmp_path / "unknown.pt")
+    with pytest.raises(CheckpointError, match="unknown architecture 'no_such_net'"):
+        load_model(tmp_path / "unknown.pt")
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    save_checkpoint({"format": "x", "n": 1}, tmp_path / "last.pt")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError):
+        save_checkpoint({"format": "x", "n": 2}, tmp_path / "last.pt")
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["n"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
