@@ -32,6 +32,15 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+# The stage-1 layout: (name, in, out, kernel, stride, padding) for convs, "poolN" for AvgPool.
+STAGE1_LAYERS = (
+    ("1_1", 1, 8, 5, 2, 0), "pool1",
+    ("2_1", 8, 16, 3, 1, 0), ("2_2", 16, 16, 3, 1, 0), "pool2",
+    ("3_1", 16, 24, 3, 1, 0), ("3_2", 24, 24, 3, 1, 0), "pool3",
+    ("4_1", 24, 40, 3, 1, 1), ("4_2", 40, 80, 3, 1, 1),
+)
+
+
 @register("stage1")
 class Stage1Net(nn.Module):
     """The course's stage-1 network (its prototxt, layer names kept).
@@ -39,31 +48,35 @@ class Stage1Net(nn.Module):
     1x112x112 -> conv 8 k5 s2 (54) -> pool (27) -> conv 16 k3 (25) -> conv 16 k3 (23)
     -> pool (12) -> conv 24 k3 (10) -> conv 24 k3 (8) -> pool (4) -> conv 40 k3 p1
     -> conv 80 k3 p1 -> 80x4x4 -> fc 128 -> fc 128 -> fc 42, PReLU after each
-    layer but the last; AvgPool(2, 2, ceil_mode=True).
+    layer but the last; AvgPool(2, 2, ceil_mode=True).  With ``batch_norm`` a
+    BatchNorm follows every conv and hidden fc (stage 2's "+BN").
     """
+
+    batch_norm = False
 
     def __init__(self, input_size: int = 112):
         super().__init__()
         if input_size != 112:
             raise ValueError("the stage-1 network is defined for 112x112 inputs")
-        pool = lambda: nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)  # noqa: E731
-        self.features = nn.Sequential(OrderedDict([
-            ("conv1_1", nn.Conv2d(1, 8, kernel_size=5, stride=2)), ("prelu1_1", nn.PReLU()),
-            ("pool1", pool()),
-            ("conv2_1", nn.Conv2d(8, 16, kernel_size=3)), ("prelu2_1", nn.PReLU()),
-            ("conv2_2", nn.Conv2d(16, 16, kernel_size=3)), ("prelu2_2", nn.PReLU()),
-            ("pool2", pool()),
-            ("conv3_1", nn.Conv2d(16, 24, kernel_size=3)), ("prelu3_1", nn.PReLU()),
-            ("conv3_2", nn.Conv2d(24, 24, kernel_size=3)), ("prelu3_2", nn.PReLU()),
-            ("pool3", pool()),
-            ("conv4_1", nn.Conv2d(24, 40, kernel_size=3, padding=1)), ("prelu4_1", nn.PReLU()),
-            ("conv4_2", nn.Conv2d(40, 80, kernel_size=3, padding=1)), ("prelu4_2", nn.PReLU()),
-        ]))
-        self.head = nn.Sequential(OrderedDict([
-            ("ip1", nn.Linear(80 * 4 * 4, 128)), ("preluip1", nn.PReLU()),
-            ("ip2", nn.Linear(128, 128)), ("preluip2", nn.PReLU()),
-            ("ip3", nn.Linear(128, 2 * NUM_POINTS)),
-        ]))
+        layers = OrderedDict()
+        for spec in STAGE1_LAYERS:
+            if isinstance(spec, str):
+                layers[spec] = nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)
+                continue
+            name, cin, cout, kernel, stride, padding = spec
+            layers[f"conv{name}"] = nn.Conv2d(cin, cout, kernel, stride, padding, bias=not self.batch_norm)
+            if self.batch_norm:
+                layers[f"bn{name}"] = nn.BatchNorm2d(cout)
+            layers[f"prelu{name}"] = nn.PReLU()
+        self.features = nn.Sequential(layers)
+        head = OrderedDict()
+        for name, cin in (("ip1", 80 * 4 * 4), ("ip2", 128)):
+            head[name] = nn.Linear(cin, 128, bias=not self.batch_norm)
+            if self.batch_norm:
+                head[f"bn_{name}"] = nn.BatchNorm1d(128)
+            head[f"prelu{name}"] = nn.PReLU()
+        head["ip3"] = nn.Linear(128, 2 * NUM_POINTS)
+        self.head = nn.Sequential(head)
         init_weights(self, prelu_slope=0.25)
         self.output_layer = self.head.ip3
         # Start near the frame centre, not at 0 (training then sets the mean face, see init_output).
@@ -73,6 +86,133 @@ class Stage1Net(nn.Module):
         x = self.features(x)
         x = x.view(x.size(0), -1)  # (N, 80, 4, 4) -> (N, 1280)
         return self.head(x)
+
+
+@register("stage1_bn")
+class Stage1BNNet(Stage1Net):
+    """The stage-1 layout with batch normalisation after every conv and hidden fc."""
+    batch_norm = True
+
+
+@register("resnet18")
+class ResNet18(nn.Module):
+    """torchvision's resnet18, one input channel, 42 outputs, trained from scratch (112 px -> 4x4 before pooling)."""
+
+    def __init__(self, input_size: int = 112):
+        super().__init__()
+        from torchvision.models import resnet18
+        self.net = resnet18(weights=None, num_classes=2 * NUM_POINTS)
+        self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(self.net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.output_layer = self.net.fc
+        nn.init.constant_(self.output_layer.bias, input_size / 2)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@register("mobilenet_v3")
+class MobileNetV3(nn.Module):
+    """torchvision's mobilenet_v3_small (the compact, mobile-class backbone), one input channel, 42 outputs."""
+
+    def __init__(self, input_size: int = 112):
+        super().__init__()
+        from torchvision.models import mobilenet_v3_small
+        self.net = mobilenet_v3_small(weights=None, num_classes=2 * NUM_POINTS, dropout=0.0)
+        first = self.net.features[0][0]
+        self.net.features[0][0] = nn.Conv2d(1, first.out_channels, first.kernel_size, first.stride,
+                                            first.padding, bias=False)
+        nn.init.kaiming_normal_(self.net.features[0][0].weight, mode="fan_out")
+        self.output_layer = self.net.classifier[-1]
+        nn.init.constant_(self.output_layer.bias, input_size / 2)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(cin, cout, stride),
+                                  nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if cin == cout and stride == 1 else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class CompactTrunk(nn.Module):
+    """A small ResNet: 112 -> 28 (32 ch) -> 14 (64 ch) -> 7 (128 ch); returns all three maps."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(1, 24, 2), conv_bn(24, width, 2))
+        self.layer1 = nn.Sequential(ResidualBlock(width, width), ResidualBlock(width, width))
+        self.layer2 = nn.Sequential(ResidualBlock(width, 2 * width, 2), ResidualBlock(2 * width, 2 * width))
+        self.layer3 = nn.Sequential(ResidualBlock(2 * width, 4 * width, 2), ResidualBlock(4 * width, 4 * width))
+
+    def forward(self, x):
+        c1 = self.layer1(self.stem(x))
+        c2 = self.layer2(c1)
+        return c1, c2, self.layer3(c2)
+
+
+@register("compact_resnet")
+class CompactResNet(nn.Module):
+    """The compact trunk with direct regression: global average pool -> fc 42."""
+
+    def __init__(self, input_size: int = 112, width: int = 32):
+        super().__init__()
+        self.trunk = CompactTrunk(width)
+        self.output_layer = nn.Linear(4 * width, 2 * NUM_POINTS)
+        nn.init.constant_(self.output_layer.bias, input_size / 2)
+
+    def forward(self, x):
+        return self.output_layer(self.trunk(x)[2].mean(dim=(2, 3)))
+
+
+def soft_argmax(heatmaps: torch.Tensor, frame_size: int) -> torch.Tensor:
+    """(N, K, H, W) logits -> (N, 2K) expected (x, y) in frame pixels (integral regression).
+
+    The softmax over each map is a probability of where the point is; its mean
+    position is differentiable and sub-pixel, so the coordinate loss trains the maps.
+    """
+    n, k, h, w = heatmaps.shape
+    probs = torch.softmax(heatmaps.float().reshape(n, k, h * w), dim=-1).reshape(n, k, h, w)
+    xs = (torch.arange(w, device=heatmaps.device, dtype=probs.dtype) + 0.5) * (frame_size / w)
+    ys = (torch.arange(h, device=heatmaps.device, dtype=probs.dtype) + 0.5) * (frame_size / h)
+    x = (probs.sum(dim=2) * xs).sum(dim=-1)
+    y = (probs.sum(dim=3) * ys).sum(dim=-1)
+    return torch.stack([x, y], dim=-1).reshape(n, 2 * k)
+
+
+@register("compact_heatmap")
+class CompactHeatmap(nn.Module):
+    """The compact trunk with a heatmap head: a small FPN back up to 28x28, 21 maps, soft-argmax decoding."""
+
+    def __init__(self, input_size: int = 112, width: int = 32):
+        super().__init__()
+        self.input_size = input_size
+        self.trunk = CompactTrunk(width)
+        self.lateral2 = nn.Conv2d(2 * width, 2 * width, 1)
+        self.reduce3 = nn.Conv2d(4 * width, 2 * width, 1)
+        self.smooth2 = conv_bn(2 * width, width)
+        self.lateral1 = nn.Conv2d(width, width, 1)
+        self.smooth1 = conv_bn(width, width)
+        self.heatmaps = nn.Conv2d(width, NUM_POINTS, 1)
+
+    def forward(self, x):
+        c1, c2, c3 = self.trunk(x)
+        p2 = self.lateral2(c2) + nn.functional.interpolate(self.reduce3(c3), size=c2.shape[-2:], mode="nearest")
+        p2 = self.smooth2(p2)
+        p1 = self.lateral1(c1) + nn.functional.interpolate(p2, size=c1.shape[-2:], mode="nearest")
+        return soft_argmax(self.heatmaps(self.smooth1(p1)), self.input_size)
 
 
 def init_weights(model: nn.Module, prelu_slope: float = 0.25) -> None:

@@ -16,7 +16,7 @@ from facial_keypoints.detector_cli import Detector
 STAGE_DIR = Path(__file__).resolve().parent
 
 # What stage 1 trains with; every flag can override these.
-DEFAULTS = {"arch": "stage1", "optimizer": "sgd", "loss": "mse", "lr": 3e-3, "epochs": 40, "batch_size": 64}
+DEFAULTS = {"arch": "stage1", "optimizer": "sgd", "loss": "mse", "lr": 3e-3, "epochs": 40, "batch_size": 32}
 
 if __name__ == "__main__":
     sys.exit(Detector(STAGE_DIR, DEFAULTS).main())

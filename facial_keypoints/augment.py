@@ -1,0 +1,128 @@
+"""Keypoint-aware online augmentation (stage 2 on).
+
+Each transform takes and returns a sample dict (see ``transforms``) whose image
+is still an (H, W) uint8 array.  Randomness comes from torch's generator, which
+the trainer seeds per epoch, so resumed runs draw the same augmentations.
+
+Coordinates are continuous (pixel i spans [i, i+1)), OpenCV's are pixel
+centres; affine maps convert between the two with a half-pixel shift.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .keypoints import FLIP_INDEX
+
+
+def _uniform(low: float, high: float) -> float:
+    return low + (high - low) * torch.rand(()).item()
+
+
+def hflip(sample: dict) -> dict:
+    """Mirror the image and the points, then swap left/right points with FLIP_INDEX."""
+    image = sample["image"]
+    width = image.shape[1]
+    sample["image"] = np.ascontiguousarray(image[:, ::-1])
+    points = sample["keypoints"].copy()
+    points[:, 0] = width - points[:, 0]
+    sample["keypoints"] = points[list(FLIP_INDEX)]
+    return sample
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5):
+        self.p = p
+
+    def __call__(self, sample: dict) -> dict:
+        return hflip(sample) if torch.rand(()).item() < self.p else sample
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+def affine_matrix(size: tuple[int, int], angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    """2x3 map (continuous coordinates) rotating by ``angle`` degrees and scaling about the centre, then shifting."""
+    width, height = size
+    m = cv2.getRotationMatrix2D((width / 2 - 0.5, height / 2 - 0.5), angle, scale)  # pixel-centre coordinates
+    m[:, 2] += shift
+    # continuous = centre + 0.5: x' + 0.5 = M (x - 0.5) + 0.5
+    m[:, 2] += 0.5 - m[:, :2] @ np.array([0.5, 0.5])
+    return m
+
+
+def warp(sample: dict, matrix: np.ndarray) -> dict:
+    image = sample["image"]
+    height, width = image.shape
+    pixel_matrix = matrix.copy()
+    pixel_matrix[:, 2] += matrix[:, :2] @ np.array([0.5, 0.5]) - 0.5  # back to pixel centres for OpenCV
+    sample["image"] = cv2.warpAffine(image, pixel_matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE)
+    points = sample["keypoints"]
+    sample["keypoints"] = (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+    return sample
+
+
+class RandomAffine:
+    """Rotation in [-degrees, degrees], scale in [1-scale, 1+scale], shift up to ``translate`` of the size."""
+
+    def __init__(self, degrees: float = 30.0, scale: float = 0.25, translate: float = 0.1, p: float = 1.0):
+        self.degrees, self.scale, self.translate, self.p = degrees, scale, translate, p
+
+    def __call__(self, sample: dict) -> dict:
+        if torch.rand(()).item() >= self.p:
+            return sample
+        height, width = sample["image"].shape
+        angle = _uniform(-self.degrees, self.degrees)
+        scale = _uniform(1 - self.scale, 1 + self.scale)
+        shift = (_uniform(-self.translate, self.translate) * width, _uniform(-self.translate, self.translate) * height)
+        return warp(sample, affine_matrix((width, height), angle, scale, shift))
+
+    def __repr__(self):
+        return f"RandomAffine(degrees={self.degrees}, scale={self.scale}, translate={self.translate})"
+
+
+class RandomBrightnessContrast:
+    """Multiply contrast about the mean by [1-c, 1+c] and add brightness in [-b, b] of the full range."""
+
+    def __init__(self, brightness: float = 0.25, contrast: float = 0.3):
+        self.brightness, self.contrast = brightness, contrast
+
+    def __call__(self, sample: dict) -> dict:
+        image = sample["image"].astype(np.float32)
+        contrast = _uniform(1 - self.contrast, 1 + self.contrast)
+        brightness = _uniform(-self.brightness, self.brightness) * 255
+        image = (image - image.mean()) * contrast + image.mean() + brightness
+        sample["image"] = np.clip(image, 0, 255).astype(np.uint8)
+        return sample
+
+    def __repr__(self):
+        return f"RandomBrightnessContrast(brightness={self.brightness}, contrast={self.contrast})"
+
+
+def add_augmentation_arguments(parser) -> None:
+    group = parser.add_argument_group("online augmentation (training only)")
+    group.add_argument("--no-augment", action="store_true", help="train on plain crops")
+    group.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip (with the swap)")
+    group.add_argument("--rotation", type=float, default=30.0, help="max rotation, degrees")
+    group.add_argument("--scale", type=float, default=0.25, help="max relative scale change")
+    group.add_argument("--translate", type=float, default=0.1, help="max shift, fraction of the crop")
+    group.add_argument("--brightness", type=float, default=0.25, help="max brightness change, fraction of 255")
+    group.add_argument("--contrast", type=float, default=0.3, help="max relative contrast change")
+    group.add_argument("--no-normalize", action="store_true",
+                       help="scale pixels to 0..1 instead of per-image mean/std")
+
+
+def train_transform(args, config):
+    """The training transform the augmentation flags describe (then Normalize/ScaleToUnit and ToTensor)."""
+    from .transforms import Compose, eval_transform
+    steps = []
+    if not args.no_augment:
+        if args.flip > 0:
+            steps.append(RandomHorizontalFlip(args.flip))
+        if args.rotation or args.scale or args.translate:
+            steps.append(RandomAffine(args.rotation, args.scale, args.translate))
+        if args.brightness or args.contrast:
+            steps.append(RandomBrightnessContrast(args.brightness, args.contrast))
+    return Compose(steps + eval_transform(config["normalize"]).transforms)
