@@ -27,8 +27,12 @@ def add_list_arguments(parser, stage_dir: Path) -> None:
                         help="draw N training crops with their points into OUT_DIR/verify/")
 
 
-def generate_lists(args, photo_key=photo_of, extra_records=None) -> dict:
-    """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts)."""
+def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None) -> dict:
+    """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts).
+
+    ``extra_records`` (stage 2's offline copies) are split with their photos by
+    ``photo_key``; those for which ``drop_from_test`` is true never enter the test list.
+    """
     from .lists import resolve_data_root
     root = resolve_data_root(args.data_root)
     stats = ParseStats()
@@ -37,6 +41,8 @@ def generate_lists(args, photo_key=photo_of, extra_records=None) -> dict:
     if extra_records:
         records = records + extra_records
     train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
+    if drop_from_test:
+        test = [r for r in test if not drop_from_test(r.image)]
     out = Path(args.out_dir)
     write_list(out / "train.txt", train)
     write_list(out / "test.txt", test)

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from facial_keypoints.augment import (RandomAffine, RandomBrightnessContrast, RandomHorizontalFlip, affine_matrix,
+                                      hflip, warp)
+from facial_keypoints.keypoints import FLIP_INDEX, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, POINT_NAMES
+
+
+def marked_sample(rng, size=112):
+    """A dark image with a small bright square on each of 21 well-separated keypoints."""
+    image = np.zeros((size, size), np.uint8)
+    points = []
+    for i in range(21):
+        cx, cy = 24 + (i % 7) * 11, 30 + (i // 7) * 22
+        image[cy - 1:cy + 2, cx - 1:cx + 2] = 255
+        points.append((cx + 0.5, cy + 0.5))  # the centre of the 3x3 square, continuous coordinates
+    return {"image": image, "keypoints": np.array(points, np.float32), "face": 1.0}
+
+
+def mark_centre(image, point, radius=5):
+    """Centre of the brightness near ``point`` (continuous coordinates)."""
+    x0, y0 = int(point[0]), int(point[1])
+    ys, xs = np.mgrid[max(y0 - radius, 0):y0 + radius + 1, max(x0 - radius, 0):x0 + radius + 1]
+    ys, xs = ys[(ys < image.shape[0]) & (xs < image.shape[1])], xs[(ys < image.shape[0]) & (xs < image.shape[1])]
+    w = image[ys, xs].astype(float)
+    return np.array([(xs * w).sum() / w.sum() + 0.5, (ys * w).sum() / w.sum() + 0.5])
+
+
+def assert_marks_follow_points(sample, tolerance=1.0):
+    """Every mark whose point stays inside the image (off the border) sits on its point."""
+    inside = [i for i, p in enumerate(sample["keypoints"]) if (p > 4).all() and (p < 108).all()]
+    assert len(inside) >= 15
+    for i in inside:
+        point = sample["keypoints"][i]
+        np.testing.assert_allclose(mark_centre(sample["image"], point), point, atol=tolerance,
+                                   err_msg=f"point {i} ({POINT_NAMES[i]})")
+
+
+def test_flip_table_is_an_involution():
+    assert [FLIP_INDEX[FLIP_INDEX[i]] for i in range(21)] == list(range(21))
+
+
+def test_flipping_twice_is_the_identity():
+    sample = marked_sample(np.random.default_rng(0))
+    twice = hflip(hflip({k: np.copy(v) for k, v in sample.items()}))
+    np.testing.assert_array_equal(twice["image"], sample["image"])
+    np.testing.assert_allclose(twice["keypoints"], sample["keypoints"])
+
+
+def test_flip_moves_the_left_eye_into_the_right_eye_slot():
+    sample = marked_sample(np.random.default_rng(0))
+    left_eye = sample["keypoints"][LEFT_EYE_OUTER].copy()
+    flipped = hflip({k: np.copy(v) for k, v in sample.items()})
+    # The mirrored image-left eye corner is now on the image right, in the right-eye slot.
+    np.testing.assert_allclose(flipped["keypoints"][RIGHT_EYE_OUTER], (112 - left_eye[0], left_eye[1]))
+    assert_marks_follow_points(flipped, tolerance=0.01)
+
+
+@pytest.mark.parametrize("angle, scale, shift", [(0, 1, (0, 0)), (30, 1, (0, 0)), (-25, 1.2, (6, -4)),
+                                                 (10, 0.8, (-8, 5))])
+def test_affine_keeps_marks_and_points_together(angle, scale, shift):
+    sample = marked_sample(np.random.default_rng(0))
+    moved = warp(sample, affine_matrix((112, 112), angle, scale, shift))
+    assert_marks_follow_points(moved, tolerance=1.0)
+
+
+def test_random_transforms_keep_marks_and_points_together():
+    torch.manual_seed(0)
+    flip, affine = RandomHorizontalFlip(1.0), RandomAffine(30, 0.2, 0.05)
+    for _ in range(5):
+        assert_marks_follow_points(affine(flip(marked_sample(np.random.default_rng(0)))), tolerance=1.0)
+
+
+def test_brightness_contrast_changes_pixels_not_points():
+    torch.manual_seed(0)
+    sample = marked_sample(np.random.default_rng(0))
+    sample["image"] = (sample["image"] // 2 + 60).astype(np.uint8)
+    points = sample["keypoints"].copy()
+    out = RandomBrightnessContrast(0.3, 0.3)({k: np.copy(v) for k, v in sample.items()})
+    np.testing.assert_array_equal(out["keypoints"], points)
+    assert out["image"].dtype == np.uint8 and not np.array_equal(out["image"], sample["image"])
+
+
+def test_augmentation_is_reproducible_from_the_torch_seed():
+    transform = RandomAffine(30, 0.25, 0.1)
+    torch.manual_seed(5)
+    a = transform(marked_sample(np.random.default_rng(0)))["keypoints"]
+    torch.manual_seed(5)
+    b = transform(marked_sample(np.random.default_rng(0)))["keypoints"]
+    np.testing.assert_array_equal(a, b)
