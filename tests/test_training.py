@@ -1,0 +1,89 @@
+"""The train phase on synthetic faces: resume reproduces an uninterrupted run; saves are atomic."""
+import multiprocessing
+import sys
+
+import pytest
+import torch
+
+from facial_keypoints.augment import add_augmentation_arguments, train_transform
+from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facial_keypoints.detector_cli import Detector
+from facial_keypoints.evaluation import records_from_labels
+from facial_keypoints.labels import write_list
+from facial_keypoints.models import create_model
+
+from conftest import REPO
+
+
+@pytest.fixture
+def lists(synthetic_root, tmp_path):
+    root, _ = synthetic_root
+    write_list(tmp_path / "train.txt", records_from_labels(root, 0.25))
+    return root, tmp_path / "train.txt"
+
+
+def train(root, train_list, save, epochs, *extra):
+    detector = Detector(REPO / "stage1", {"arch": "stage1_bn", "lr": 1e-3, "optimizer": "adam"},
+                        train_transform=train_transform, add_arguments=add_augmentation_arguments)
+    argv = ["--phase", "train", "--data-root", str(root), "--train-list", str(train_list),
+            "--save-directory", str(save), "--epochs", str(epochs), "--batch-size", "4", "--val-fraction", "0.3",
+            "--log-interval", "0", "--no-progress", "--cache-dir", str(save.parent / "cache"), *extra]
+    assert detector.main(argv) == 0
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(lists, tmp_path):
+    """With augmentation on, 2 epochs + resume to 4 equals 4 epochs straight (tolerance 1e-6)."""
+    root, train_list = lists
+    train(root, train_list, tmp_path / "straight", 4)
+    train(root, train_list, tmp_path / "interrupted", 2)
+    train(root, train_list, tmp_path / "interrupted", 4, "--resume")
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "interrupted" / "last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 4
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    for name, tensor in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, atol=1e-6, rtol=0, msg=name)
+    assert resumed["history"][-1]["val_loss"] == pytest.approx(straight["history"][-1]["val_loss"], abs=1e-6)
+
+
+def test_resume_refuses_another_architecture(lists, tmp_path, capsys):
+    root, train_list = lists
+    train(root, train_list, tmp_path / "run", 1)
+    detector = Detector(REPO / "stage1", {"arch": "stage1"})
+    code = detector.main(["--phase", "train", "--data-root", str(root), "--train-list", str(train_list),
+                          "--save-directory", str(tmp_path / "run"), "--epochs", "2", "--resume",
+                          "--no-progress", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert "holds a 'stage1_bn' model, not 'stage1'" in capsys.readouterr().err
+
+
+def _save_many(path, seed):
+    torch.manual_seed(seed)
+    payload = make_checkpoint(create_model("stage1"), {"arch": "stage1", "input_size": 112})
+    for _ in range(15):
+        save_checkpoint(payload, path)
+
+
+def test_two_writers_never_leave_a_half_written_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
+    writers = [context.Process(target=_save_many, args=(path, seed)) for seed in (1, 2)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+    assert all(w.exitcode == 0 for w in writers)
+    assert load_checkpoint(path)["config"]["arch"] == "stage1"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_non_finite_loss_stops_training_with_a_message(lists, tmp_path, capsys):
+    root, train_list = lists
+    detector = Detector(REPO / "stage1", {"arch": "stage1", "optimizer": "sgd"})
+    code = detector.main(["--phase", "train", "--data-root", str(root), "--train-list", str(train_list),
+                          "--save-directory", str(tmp_path / "nan"), "--epochs", "3", "--lr", "1e30",
+                          "--clip-grad", "0", "--batch-size", "2", "--log-interval", "0", "--no-progress",
+                          "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "the loss became" in err and "training stopped" in err and "Traceback" not in err
