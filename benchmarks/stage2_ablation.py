@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from common import append_row, machine, ms_per_face, read_rows  # noqa: E402
 from detector import detector as stage2_detector  # noqa: E402  (stage2/detector.py)
 
-from facial_keypoints.checkpoint import load_model  # noqa: E402
+from facial_keypoints.checkpoint import load_checkpoint, load_model  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
 from facial_keypoints.generate import add_list_arguments, generate_lists  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402
@@ -59,6 +59,8 @@ def main(argv=None) -> int:
                         help="per-row epoch budgets (ResNet-18 costs ~65 s an epoch on 2 cores)")
     parser.add_argument("--only", nargs="*", default=None, help="row keys to run")
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--rescore", action="store_true",
+                        help="train nothing: re-evaluate every trained row (e.g. to time inference on an idle machine)")
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,14 @@ def main(argv=None) -> int:
     done = {row["key"] for row in read_rows(results)}
     torch.set_num_threads(2)
     print(f"machine: {machine()}")
+    if args.rescore:
+        rows = [evaluate(key, what, out / "models" / key, lists, args) for key, what, _ in VARIANTS
+                if (out / "models" / key / "last.pt").is_file() and (not args.only or key in args.only)]
+        results.unlink(missing_ok=True)
+        for row in rows:
+            append_row(results, row)
+        write_table(out)
+        return 0
     for key, what, flags in VARIANTS:
         if (args.only and key not in args.only) or key in done:
             continue
@@ -96,13 +106,13 @@ def evaluate(key, what, save, lists, args) -> dict:
     from facial_keypoints.lists import resolve_data_root
     root = resolve_data_root(args.data_root)
     model, payload = load_model(save / "best.pt")
+    history = load_checkpoint(save / "last.pt")["history"]  # the whole run; best.pt stops at its epoch
     records = read_list(lists / "test.txt")
     attach_face_boxes(records, root)
     result = predict_records(model, payload["config"], records, root, "cpu", cache_dir=args.cache_dir,
                              progress=False)
     metrics = face_metrics(records, result)
     np.save(save / "test_nme_io.npy", metrics["nme_io_per_face"])
-    history = payload["history"]
     return {
         "key": key, "change": what, "arch": payload["config"]["arch"],
         "optimizer": payload["args"]["optimizer"], "loss": payload["args"]["loss"],

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_model
+from .export import export_onnx, load_backend
 from .engine import select_device
 from .evaluation import face_metrics, predict_records, records_from_labels
 from .images import ImageError
@@ -16,8 +17,8 @@ from .plots import plot_ced
 
 
 def evaluate(args) -> int:
-    model, payload = load_model(args.checkpoint)
-    device = select_device(args.no_cuda)
+    model, payload = load_backend(args.checkpoint, args.backend)
+    device = select_device(args.no_cuda or args.backend == "onnx")
     model.to(device)
     config = payload["config"]
     stats = ParseStats()
@@ -38,6 +39,26 @@ def evaluate(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    model, payload = load_model(args.checkpoint)
+    path = export_onnx(model, args.out, payload["config"]["input_size"], args.opset)
+    if not args.no_check:
+        import numpy as np
+        import torch
+        from .export import OnnxModel
+        images = torch.randn(8, 1, payload["config"]["input_size"], payload["config"]["input_size"])
+        with torch.no_grad():
+            expected = model(images)
+        got = OnnxModel(path)(images)
+        pairs = zip(expected, got) if isinstance(expected, tuple) else [(expected, got)]
+        worst = max(float(np.abs(e.numpy() - g.numpy()).max()) for e, g in pairs)
+        print(f"onnxruntime vs torch on a batch of 8: max abs difference {worst:.2e}")
+        if worst > 1e-4:
+            raise ValueError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} (> 1e-4)")
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m facial_keypoints")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", type=Path, default=None)
     ev.add_argument("--no-cuda", action="store_true")
     ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                    help="onnx: run with ONNX Runtime (exports CHECKPOINT.onnx beside it when missing)")
     ev.set_defaults(func=evaluate)
+
+    ex = commands.add_parser("export", help="a checkpoint as ONNX (dynamic batch), checked against PyTorch")
+    ex.add_argument("--checkpoint", required=True, type=Path)
+    ex.add_argument("--out", required=True, type=Path)
+    ex.add_argument("--opset", type=int, default=17)
+    ex.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    ex.set_defaults(func=export)
     return parser
 
 

@@ -171,6 +171,7 @@ class Detector:
             init_output(model, torch.from_numpy(train_set.frame_keypoints[train_set.face_mask()].mean(axis=0)))
         model.to(self.device)
         lr = lr if lr is not None else (args.lr if args.lr is not None else self.defaults.get("lr", 1e-3))
+        args.lr = lr  # the checkpoint records the rate actually used
         optimizer = make_optimizer(args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay)
         steps_per_epoch = (len(train_set) + args.batch_size - 1) // args.batch_size
         scheduler = self.scheduler_factory(args, optimizer, steps_per_epoch) if self.scheduler_factory else None

@@ -87,3 +87,18 @@ def test_non_finite_loss_stops_training_with_a_message(lists, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "the loss became" in err and "training stopped" in err and "Traceback" not in err
+
+
+def test_finetune_continues_an_adam_checkpoint_with_sgd(lists, tmp_path):
+    root, train_list = lists
+    train(root, train_list, tmp_path / "run", 1)  # Adam
+    train(root, train_list, tmp_path / "run", 1, "--phase", "finetune", "--optimizer", "sgd",
+          "--checkpoint", str(tmp_path / "run" / "best.pt"), "--freeze", "features")
+    tuned = load_checkpoint(tmp_path / "run" / "finetune" / "last.pt")
+    first = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert tuned["args"]["optimizer"] == "sgd" and first["args"]["optimizer"] == "adam"
+    assert tuned["args"]["lr"] == pytest.approx(first["args"]["lr"] * 0.1)
+    assert "momentum_buffer" in str(tuned["optimizer"]["state"])  # an SGD state, not Adam's exp_avg
+    # Frozen conv weights did not move; the head did.
+    torch.testing.assert_close(tuned["model"]["features.conv1_1.weight"], first["model"]["features.conv1_1.weight"])
+    assert not torch.equal(tuned["model"]["head.ip3.weight"], first["model"]["head.ip3.weight"])

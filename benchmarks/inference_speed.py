@@ -1,0 +1,80 @@
+"""Inference speed of every registered model: PyTorch eager vs ONNX Runtime, on this CPU.
+
+    python benchmarks/inference_speed.py                 # all models, writes benchmarks/results/inference_speed.md
+    python benchmarks/inference_speed.py --models stage1 compact_heatmap --runs 100
+
+Per model: median milliseconds per face at batch 1 on 1 thread (after warm-up),
+and faces per second at batch 64 on all cores.  Weights are random (speed does
+not depend on them).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from facial_keypoints.export import OnnxModel, export_onnx  # noqa: E402
+from facial_keypoints.models import MODELS, count_parameters, create_model  # noqa: E402
+
+
+def median_seconds(fn, runs: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=sorted(MODELS))
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "inference_speed.md")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        for name in args.models:
+            model = create_model(name).eval()
+            onnx_path = export_onnx(model, Path(tmp) / f"{name}.onnx")
+            one, batch = torch.randn(1, 1, 112, 112), torch.randn(64, 1, 112, 112)
+            row = {"model": name, "params": count_parameters(model)}
+            torch.set_num_threads(1)
+            row["torch_b1_ms"] = median_seconds(lambda: model(one), args.runs, 20) * 1000
+            ort1 = OnnxModel(onnx_path, threads=1)
+            row["onnx_b1_ms"] = median_seconds(lambda: ort1(one), args.runs, 20) * 1000
+            torch.set_num_threads(args.threads)
+            runs64 = max(5, args.runs // 20)
+            row["torch_b64_fps"] = 64 / median_seconds(lambda: model(batch), runs64, 3)
+            ortn = OnnxModel(onnx_path, threads=args.threads)
+            row["onnx_b64_fps"] = 64 / median_seconds(lambda: ortn(batch), runs64, 3)
+            rows.append(row)
+            print(row, flush=True)
+    lines = [f"Machine: {machine()}; batch 1 on 1 thread (median of {args.runs} runs after 20 warm-up runs); "
+             f"batch 64 on {args.threads} threads.", "",
+             "| model | params | torch ms/face b1 | ONNX Runtime ms/face b1 | torch faces/s b64 | ONNX Runtime faces/s b64 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['torch_b1_ms']:.2f} | {r['onnx_b1_ms']:.2f} | "
+                     f"{r['torch_b64_fps']:.0f} | {r['onnx_b64_fps']:.0f} |")
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""ONNX export, and an ONNX Runtime model that the inference loop can use in place of the torch one."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+
+
+def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int = 17) -> Path:
+    """Write ``model`` as ONNX with a dynamic batch axis (outputs: keypoints, and face logits if present)."""
+    model = model.eval().cpu()
+    example = torch.zeros(2, 1, input_size, input_size)
+    with torch.no_grad():
+        out = model(example)
+    outputs = ["keypoints", "face_logits"] if isinstance(out, (tuple, list)) else ["keypoints"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript;
+        # it still exports these convolutional nets exactly (checked by tests/test_export.py).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, example, tmp, input_names=["image"], output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
+                          opset_version=opset, dynamo=False)
+    os.replace(tmp, path)
+    return path
+
+
+class OnnxModel:
+    """Callable like the torch model on a (N, 1, H, W) tensor, backed by ONNX Runtime."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def eval(self):
+        return self
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images: torch.Tensor):
+        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        results = [torch.from_numpy(r) for r in self.session.run(self.outputs, {"image": array})]
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+def load_backend(checkpoint, backend: str = "torch", onnx_path=None, threads: int | None = None):
+    """(model, payload) for --backend torch|onnx; the ONNX file is exported beside the checkpoint if missing."""
+    model, payload = load_model(checkpoint)
+    if backend == "torch":
+        return model, payload
+    if backend != "onnx":
+        raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+    onnx_path = Path(onnx_path) if onnx_path else Path(checkpoint).with_suffix(".onnx")
+    if not onnx_path.is_file() or onnx_path.stat().st_mtime < Path(checkpoint).stat().st_mtime:
+        export_onnx(model, onnx_path, payload["config"]["input_size"])
+    return OnnxModel(onnx_path, threads), payload

@@ -1,0 +1,22 @@
+"""ONNX export of every registered model, and ONNX Runtime parity with PyTorch."""
+import numpy as np
+import pytest
+import torch
+
+from facial_keypoints.export import OnnxModel, export_onnx
+from facial_keypoints.models import MODELS, create_model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_onnx_runtime_matches_torch(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    onnx_model = OnnxModel(path, threads=1)
+    for batch in (1, 5):  # the batch axis is dynamic
+        images = torch.randn(batch, 1, 112, 112)
+        with torch.no_grad():
+            expected = model(images).numpy()
+        got = onnx_model(images).numpy()
+        assert got.shape == (batch, 42)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
