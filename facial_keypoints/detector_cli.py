@@ -101,6 +101,22 @@ def keypoint_loss_fn(kind: str):
     return lambda keypoints, logits, batch: loss(keypoints, batch["keypoints"], batch["face"])
 
 
+def keypoint_loss_from_args(args):
+    return keypoint_loss_fn(args.loss)
+
+
+def classification_metrics(is_face, face_prob, threshold: float = 0.5) -> dict:
+    """Accuracy, face recall and non-face recall over the whole set (counts, not batch averages), in %."""
+    is_face = np.asarray(is_face, dtype=bool)
+    said_face = np.asarray(face_prob) >= threshold
+    return {
+        "samples": int(len(is_face)),
+        "accuracy": float((said_face == is_face).mean() * 100),
+        "face_recall": float(said_face[is_face].mean() * 100) if is_face.any() else float("nan"),
+        "non_face_recall": float((~said_face[~is_face]).mean() * 100) if (~is_face).any() else float("nan"),
+    }
+
+
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy_seed": int(np.random.get_state()[1][0])}
 
@@ -109,7 +125,7 @@ class Detector:
     """One stage's phases.  Stages customise by passing ``train_transform`` and ``loss_factory``."""
 
     def __init__(self, stage_dir: Path, defaults: dict | None = None, train_transform=None,
-                 loss_factory=keypoint_loss_fn, scheduler_factory=None, add_arguments=None):
+                 loss_factory=keypoint_loss_from_args, scheduler_factory=None, add_arguments=None):
         self.stage_dir = Path(stage_dir)
         self.defaults = defaults or {}
         self.train_transform = train_transform
@@ -147,7 +163,8 @@ class Detector:
     # ---- data ---------------------------------------------------------------------
     def config(self) -> dict:
         settings = list_settings(self.args.train_list)
-        return {"arch": self.args.arch, "model_kwargs": {}, "input_size": 112,
+        backbone = getattr(self.args, "backbone", None)
+        return {"arch": self.args.arch, "model_kwargs": {"backbone": backbone} if backbone else {}, "input_size": 112,
                 "expand_ratio": settings.get("expand_ratio", 0.25),
                 "normalize": not getattr(self.args, "no_normalize", False)}
 
@@ -175,7 +192,7 @@ class Detector:
         optimizer = make_optimizer(args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay)
         steps_per_epoch = (len(train_set) + args.batch_size - 1) // args.batch_size
         scheduler = self.scheduler_factory(args, optimizer, steps_per_epoch) if self.scheduler_factory else None
-        loss_fn = self.loss_factory(args.loss)
+        loss_fn = self.loss_factory(args)
         history, start_epoch, best = [], 1, float("inf")
         save_dir = args.save_directory
 
@@ -245,19 +262,27 @@ class Detector:
         model, payload, path = self.load()
         records = read_list(self.args.test_list)
         attach_face_boxes(records, self.root)
-        loss_fn = self.loss_factory(self.args.loss)
+        loss_fn = self.loss_factory(self.args)
         result = predict_records(model, payload["config"], records, self.root, self.device,
                                  batch_size=self.args.test_batch_size, cache_dir=self.args.cache_dir,
                                  loss_fn=loss_fn, progress=not self.args.no_progress)
         metrics = face_metrics(records, result)
+        extra = {}
+        if result["face_prob"] is not None:
+            extra["classifier"] = classification_metrics([r.is_face for r in records], result["face_prob"])
         out = self.args.save_directory
         out.mkdir(parents=True, exist_ok=True)
         plot_ced({f"{payload['config']['arch']} ({self.stage_dir.name})": metrics["nme_io_per_face"]},
                  out / "test_ced.png")
         print(summary_table(metrics, f"test list {self.args.test_list} with {path}"))
-        print(f"mean {self.args.loss} loss (112-px frame): {result['loss']:.4f}")
+        if extra:
+            c = extra["classifier"]
+            print(f"face/non-face on {c['samples']} crops: accuracy {c['accuracy']:.2f}%, "
+                  f"face recall {c['face_recall']:.2f}%, non-face recall {c['non_face_recall']:.2f}% "
+                  f"(keypoint metrics above: faces only)")
+        print(f"mean loss (112-px frame): {result['loss']:.4f}")
         print(f"cumulative error curve: {out / 'test_ced.png'}")
-        print(json.dumps(json_summary(metrics, loss=result["loss"], checkpoint=str(path))))
+        print(json.dumps(json_summary(metrics, loss=result["loss"], checkpoint=str(path), **extra)))
         return 0
 
     def phase_finetune(self):

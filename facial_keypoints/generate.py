@@ -27,17 +27,24 @@ def add_list_arguments(parser, stage_dir: Path) -> None:
                         help="draw N training crops with their points into OUT_DIR/verify/")
 
 
-def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None) -> dict:
+def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None, face_label=None) -> dict:
     """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts).
 
-    ``extra_records`` (stage 2's offline copies) are split with their photos by
-    ``photo_key``; those for which ``drop_from_test`` is true never enter the test list.
+    ``extra_records`` (stage 2's offline copies, stage 3's non-faces; a list, or a
+    function of the face records) are split with their photos by ``photo_key``;
+    those for which ``drop_from_test`` is true never enter the test list.
+    ``face_label`` (stage 3: 1) is written at the end of every face line.
     """
     from .lists import resolve_data_root
     root = resolve_data_root(args.data_root)
     stats = ParseStats()
     records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad,
                                   negative=args.negative, stats=stats)
+    if face_label is not None:
+        for record in records:
+            record.label = face_label
+    if callable(extra_records):
+        extra_records = extra_records(records, root, stats)
     if extra_records:
         records = records + extra_records
     train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
@@ -49,18 +56,25 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     summary = {
         "data_root": str(root), "expand_ratio": args.expand_ratio, "test_fraction": args.test_fraction,
         "seed": args.seed, "negative": args.negative, "counts": dict(stats.counts),
-        "train_faces": len(train), "test_faces": len(test),
+        "train_lines": len(train), "test_lines": len(test),
+        "train_non_faces": sum(not r.is_face for r in train), "test_non_faces": sum(not r.is_face for r in test),
         "train_photos": len({photo_key(r.image) for r in train}),
         "test_photos": len({photo_key(r.image) for r in test}),
     }
     (out / "lists.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"read {stats['lines']} label lines under {root}: {stats.summary()}")
-    print(f"wrote {out / 'train.txt'} ({len(train)} faces, {summary['train_photos']} photos) and "
-          f"{out / 'test.txt'} ({len(test)} faces, {summary['test_photos']} photos)")
+    print(f"wrote {out / 'train.txt'} ({_count(train)}, {summary['train_photos']} photos) and "
+          f"{out / 'test.txt'} ({_count(test)}, {summary['test_photos']} photos)")
     if args.verify:
         path = verify_crops(train[: args.verify], root, out / "verify")
         print(f"drew {min(args.verify, len(train))} crops into {path}")
     return summary
+
+
+def _count(records) -> str:
+    non_faces = sum(not r.is_face for r in records)
+    faces = f"{len(records) - non_faces} faces"
+    return f"{faces} + {non_faces} non-faces" if non_faces else faces
 
 
 def verify_crops(records, data_root, out_dir, size: int = 224) -> Path:
@@ -72,7 +86,7 @@ def verify_crops(records, data_root, out_dir, size: int = 224) -> Path:
         image, factor = load_gray(Path(data_root) / record.image)
         crop = image.crop(tuple(int(v) for v in record.box)).resize((size, size))
         scale = size / (record.box[2:] - record.box[:2])
-        tile = draw_points(crop, record.keypoints * scale, numbers=True)
+        tile = draw_points(crop, record.keypoints * scale, numbers=True) if record.is_face else crop.convert("RGB")
         tile.save(out_dir / f"{n:03d}.png")
         tiles.append(tile)
     grid(tiles).save(out_dir / "sheet.png")

@@ -43,3 +43,23 @@ class KeypointLoss(torch.nn.Module):
         if mask is None:
             return per_face.mean()
         return (per_face * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class FaceAndKeypointLoss(torch.nn.Module):
+    """Stage 3: ``a * class-weighted cross entropy + b * keypoint loss on faces only``.
+
+    ``class_weights`` = (non-face, face) weigh the cross entropy against the
+    imbalance of the lists; the keypoint loss is masked by the face label, so a
+    non-face's (meaningless) keypoint output is never trained.
+    """
+
+    def __init__(self, kind: str = "wing", a: float = 1.0, b: float = 1.0, class_weights=(1.0, 1.0)):
+        super().__init__()
+        self.keypoints = KeypointLoss(kind)
+        self.a, self.b = a, b
+        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
+
+    def forward(self, keypoints, logits, target_keypoints, is_face):
+        ce = torch.nn.functional.cross_entropy(logits.float(), is_face.long(),
+                                               weight=self.class_weights.to(logits.device))
+        return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints, is_face)

@@ -32,6 +32,20 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+class KeypointNet(nn.Module):
+    """Base of every registered model: ``forward_with_embedding`` returns the (N, 42)
+    keypoints and the (N, embedding_dim) vector they were computed from, which
+    stage 3's face/non-face head shares."""
+
+    embedding_dim: int
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_embedding(x)[0]
+
+
 # The stage-1 layout: (name, in, out, kernel, stride, padding) for convs, "poolN" for AvgPool.
 STAGE1_LAYERS = (
     ("1_1", 1, 8, 5, 2, 0), "pool1",
@@ -42,7 +56,7 @@ STAGE1_LAYERS = (
 
 
 @register("stage1")
-class Stage1Net(nn.Module):
+class Stage1Net(KeypointNet):
     """The course's stage-1 network (its prototxt, layer names kept).
 
     1x112x112 -> conv 8 k5 s2 (54) -> pool (27) -> conv 16 k3 (25) -> conv 16 k3 (23)
@@ -53,6 +67,7 @@ class Stage1Net(nn.Module):
     """
 
     batch_norm = False
+    embedding_dim = 128
 
     def __init__(self, input_size: int = 112):
         super().__init__()
@@ -82,10 +97,11 @@ class Stage1Net(nn.Module):
         # Start near the frame centre, not at 0 (training then sets the mean face, see init_output).
         nn.init.constant_(self.output_layer.bias, input_size / 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_with_embedding(self, x: torch.Tensor):
         x = self.features(x)
         x = x.view(x.size(0), -1)  # (N, 80, 4, 4) -> (N, 1280)
-        return self.head(x)
+        embedding = self.head[:-1](x)  # through ip2 and its PReLU
+        return self.output_layer(embedding), embedding
 
 
 @register("stage1_bn")
@@ -95,7 +111,7 @@ class Stage1BNNet(Stage1Net):
 
 
 @register("resnet18")
-class ResNet18(nn.Module):
+class ResNet18(KeypointNet):
     """torchvision's resnet18, one input channel, 42 outputs, trained from scratch (112 px -> 4x4 before pooling)."""
 
     def __init__(self, input_size: int = 112):
@@ -105,14 +121,18 @@ class ResNet18(nn.Module):
         self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(self.net.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.output_layer = self.net.fc
+        self.embedding_dim = self.output_layer.in_features
         nn.init.constant_(self.output_layer.bias, input_size / 2)
 
-    def forward(self, x):
-        return self.net(x)
+    def forward_with_embedding(self, x):
+        n = self.net  # torchvision's forward, stopping before fc to keep the pooled vector
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        embedding = torch.flatten(n.avgpool(n.layer4(n.layer3(n.layer2(n.layer1(x))))), 1)
+        return self.output_layer(embedding), embedding
 
 
 @register("mobilenet_v3")
-class MobileNetV3(nn.Module):
+class MobileNetV3(KeypointNet):
     """torchvision's mobilenet_v3_small (the compact, mobile-class backbone), one input channel, 42 outputs."""
 
     def __init__(self, input_size: int = 112):
@@ -124,10 +144,13 @@ class MobileNetV3(nn.Module):
                                             first.padding, bias=False)
         nn.init.kaiming_normal_(self.net.features[0][0].weight, mode="fan_out")
         self.output_layer = self.net.classifier[-1]
+        self.embedding_dim = self.output_layer.in_features
         nn.init.constant_(self.output_layer.bias, input_size / 2)
 
-    def forward(self, x):
-        return self.net(x)
+    def forward_with_embedding(self, x):
+        x = self.net.avgpool(self.net.features(x)).flatten(1)
+        embedding = self.net.classifier[:-1](x)
+        return self.output_layer(embedding), embedding
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -164,17 +187,19 @@ class CompactTrunk(nn.Module):
 
 
 @register("compact_resnet")
-class CompactResNet(nn.Module):
+class CompactResNet(KeypointNet):
     """The compact trunk with direct regression: global average pool -> fc 42."""
 
     def __init__(self, input_size: int = 112, width: int = 32):
         super().__init__()
         self.trunk = CompactTrunk(width)
+        self.embedding_dim = 4 * width
         self.output_layer = nn.Linear(4 * width, 2 * NUM_POINTS)
         nn.init.constant_(self.output_layer.bias, input_size / 2)
 
-    def forward(self, x):
-        return self.output_layer(self.trunk(x)[2].mean(dim=(2, 3)))
+    def forward_with_embedding(self, x):
+        embedding = self.trunk(x)[2].mean(dim=(2, 3))
+        return self.output_layer(embedding), embedding
 
 
 def soft_argmax(heatmaps: torch.Tensor, frame_size: int) -> torch.Tensor:
@@ -193,12 +218,13 @@ def soft_argmax(heatmaps: torch.Tensor, frame_size: int) -> torch.Tensor:
 
 
 @register("compact_heatmap")
-class CompactHeatmap(nn.Module):
+class CompactHeatmap(KeypointNet):
     """The compact trunk with a heatmap head: a small FPN back up to 28x28, 21 maps, soft-argmax decoding."""
 
     def __init__(self, input_size: int = 112, width: int = 32):
         super().__init__()
         self.input_size = input_size
+        self.embedding_dim = 4 * width
         self.trunk = CompactTrunk(width)
         self.lateral2 = nn.Conv2d(2 * width, 2 * width, 1)
         self.reduce3 = nn.Conv2d(4 * width, 2 * width, 1)
@@ -207,12 +233,30 @@ class CompactHeatmap(nn.Module):
         self.smooth1 = conv_bn(width, width)
         self.heatmaps = nn.Conv2d(width, NUM_POINTS, 1)
 
-    def forward(self, x):
+    def forward_with_embedding(self, x):
         c1, c2, c3 = self.trunk(x)
         p2 = self.lateral2(c2) + nn.functional.interpolate(self.reduce3(c3), size=c2.shape[-2:], mode="nearest")
         p2 = self.smooth2(p2)
         p1 = self.lateral1(c1) + nn.functional.interpolate(p2, size=c1.shape[-2:], mode="nearest")
-        return soft_argmax(self.heatmaps(self.smooth1(p1)), self.input_size)
+        return soft_argmax(self.heatmaps(self.smooth1(p1)), self.input_size), c3.mean(dim=(2, 3))
+
+
+@register("face_keypoints")
+class FaceAndKeypoints(nn.Module):
+    """Stage 3: one backbone, two heads — the backbone's keypoints, and face/non-face logits from its embedding."""
+
+    def __init__(self, input_size: int = 112, backbone: str = "compact_heatmap"):
+        super().__init__()
+        if backbone == "face_keypoints":
+            raise ValueError("the backbone must be a keypoint model")
+        self.body = create_model(backbone, input_size=input_size)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.body.embedding_dim, 2))
+        if hasattr(self.body, "output_layer"):
+            self.output_layer = self.body.output_layer
+
+    def forward(self, x):
+        keypoints, embedding = self.body.forward_with_embedding(x)
+        return keypoints, self.classifier(embedding)
 
 
 def init_weights(model: nn.Module, prelu_slope: float = 0.25) -> None:

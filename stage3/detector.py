@@ -1,0 +1,51 @@
+"""Stage 3: one backbone, two heads — 21 keypoints and face/non-face.
+
+Loss ``a·CE + b·keypoint loss``: cross entropy weighted per class
+(--class-weights NON_FACE FACE), the keypoint loss only on faces (the mask comes
+from the list's last field).  Test reports accuracy, face recall and non-face
+recall over the whole test list, and the keypoint metrics on its faces.  The
+stage-2 options (augmentation, schedules, losses) all apply.
+
+    python stage3/not_face_generate.py --verify 16     # look at the non-faces first
+    python stage3/gen_train_test.py
+    python stage3/detector.py --phase train
+    python stage3/detector.py --phase test
+"""
+import sys
+from pathlib import Path
+
+from facial_keypoints.augment import add_augmentation_arguments, train_transform
+from facial_keypoints.detector_cli import Detector
+from facial_keypoints.losses import FaceAndKeypointLoss
+from facial_keypoints.models import MODELS
+from facial_keypoints.schedules import add_schedule_arguments, make_scheduler
+
+STAGE_DIR = Path(__file__).resolve().parent
+
+DEFAULTS = {"arch": "face_keypoints", "optimizer": "adam", "loss": "wing", "lr": 2e-3, "epochs": 40,
+            "batch_size": 32, "weight_decay": 1e-4}
+
+
+def add_arguments(parser):
+    add_augmentation_arguments(parser)
+    add_schedule_arguments(parser, default="cosine")
+    group = parser.add_argument_group("face/non-face head")
+    group.add_argument("--backbone", choices=sorted(set(MODELS) - {"face_keypoints"}), default="compact_heatmap")
+    group.add_argument("--cls-weight", type=float, default=5.0, help="a: weight of the cross entropy")
+    group.add_argument("--kp-weight", type=float, default=1.0, help="b: weight of the keypoint loss")
+    group.add_argument("--class-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("NON_FACE", "FACE"),
+                       help="per-class cross-entropy weights (raise one to balance uneven lists)")
+
+
+def loss_factory(args):
+    loss = FaceAndKeypointLoss(args.loss, args.cls_weight, args.kp_weight, tuple(args.class_weights))
+    return lambda keypoints, logits, batch: loss(keypoints, logits, batch["keypoints"], batch["face"])
+
+
+def detector() -> Detector:
+    return Detector(STAGE_DIR, DEFAULTS, train_transform=train_transform, loss_factory=loss_factory,
+                    scheduler_factory=make_scheduler, add_arguments=add_arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(detector().main())

@@ -1,0 +1,43 @@
+"""Stage 3 lists: faces (ending in 1) and non-faces (ending in 0) from the same photos, split by photo.
+
+    IMAGE_PATH bx1 by1 bx2 by2 x0 y0 ... x20 y20 1     a face (points relative to the box)
+    IMAGE_PATH bx1 by1 bx2 by2 0                       a non-face (IoU < --max-iou with every face)
+
+    python stage3/gen_train_test.py --data-root ../shared/data --non-faces-per-face 1
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from facial_keypoints.generate import add_list_arguments, generate_lists
+from facial_keypoints.images import ImageError
+from facial_keypoints.labels import LabelError
+from facial_keypoints.negatives import sample_non_faces
+
+from not_face_generate import add_non_face_arguments
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_list_arguments(parser, Path(__file__).resolve().parent)
+    parser.add_argument("--non-faces-per-face", type=float, default=1.0,
+                        help="the non-face : face ratio (per photo, at least one non-face each)")
+    add_non_face_arguments(parser)
+    args = parser.parse_args(argv)
+
+    def non_faces(faces, root, stats):
+        return sample_non_faces([(f.image, f.face_box) for f in faces], root,
+                                per_photo=lambda n: max(1, round(args.non_faces_per_face * n)),
+                                ratio=args.expand_ratio, max_iou=args.max_iou, seed=args.seed,
+                                size_spread=tuple(args.size_spread), stats=stats)
+    try:
+        generate_lists(args, extra_records=non_faces, face_label=1)
+    except (LabelError, ImageError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Stage 3, step 1: non-face crops from the same photos (IoU < 0.3 with every labelled face).
+
+Writes stage3/not_faces.txt, one ``IMAGE_PATH bx1 by1 bx2 by2 0`` line per crop,
+the box expanded like a face box.  Seeded: the same flags give the same crops.
+
+    python stage3/not_face_generate.py --data-root ../shared/data --per-photo 2 --verify 16
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from facial_keypoints.generate import verify_crops
+from facial_keypoints.images import ImageError
+from facial_keypoints.labels import LabelError, ParseStats, read_labels, write_list
+from facial_keypoints.lists import resolve_data_root
+from facial_keypoints.negatives import sample_non_faces
+
+STAGE_DIR = Path(__file__).resolve().parent
+
+
+def add_non_face_arguments(parser) -> None:
+    parser.add_argument("--max-iou", type=float, default=0.3, help="largest IoU a non-face may have with any face")
+    parser.add_argument("--size-spread", type=float, nargs=2, default=(0.5, 1.5), metavar=("LOW", "HIGH"),
+                        help="non-face size as a factor of the photo's face sizes")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "not_faces.txt")
+    parser.add_argument("--per-photo", type=int, default=2)
+    parser.add_argument("--expand-ratio", type=float, default=0.25)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verify", type=int, default=0, metavar="N", help="draw N crops into OUT_DIR/verify_non_faces/")
+    add_non_face_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        root = resolve_data_root(args.data_root)
+        stats = ParseStats()
+        faces = read_labels(root, stats=stats)
+        records = sample_non_faces([(f.image, f.box) for f in faces], root, per_photo=args.per_photo, ratio=args.expand_ratio,
+                                   max_iou=args.max_iou, seed=args.seed, size_spread=tuple(args.size_spread),
+                                   stats=stats)
+        write_list(args.out, records)
+        print(f"wrote {len(records)} non-face crops to {args.out} ({stats.summary()})")
+        if args.verify:
+            print(f"drew them into {verify_crops(records[: args.verify], root, args.out.parent / 'verify_non_faces')}")
+    except (LabelError, ImageError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Stage 3: non-face sampling, face/non-face lists, the two-headed model's loss and test report."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from facial_keypoints.detector_cli import classification_metrics
+from facial_keypoints.geometry import iou
+from facial_keypoints.labels import ParseStats, read_labels, read_list
+from facial_keypoints.losses import FaceAndKeypointLoss, KeypointLoss
+from facial_keypoints.negatives import covered, sample_non_faces
+
+from conftest import REPO
+
+
+def load_script(stage, name):
+    spec = importlib.util.spec_from_file_location(f"{stage}_{name}", REPO / stage / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    import sys
+    sys.path.insert(0, str(REPO / stage))
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_non_faces_stay_clear_of_every_face_and_are_seeded(synthetic_root):
+    root, _ = synthetic_root
+    faces = [(f.image, f.box) for f in read_labels(root)]
+    stats = ParseStats()
+    records = sample_non_faces(faces, root, per_photo=3, ratio=0.25, seed=7, stats=stats)
+    assert len(records) == stats["non_faces"] > 0
+    boxes = {}
+    for image, box in faces:
+        boxes.setdefault(image, []).append(box)
+    for record in records:
+        assert record.label == 0 and not record.is_face
+        assert iou(record.face_box, np.stack(boxes[record.image])).max() < 0.3
+        assert covered(record.face_box, np.stack(boxes[record.image])).max() <= 0.5
+        assert record.box[0] >= 0 and record.box[1] >= 0
+    again = sample_non_faces(faces, root, per_photo=3, ratio=0.25, seed=7)
+    assert [r.box.tolist() for r in again] == [r.box.tolist() for r in records]
+
+
+def test_loss_masks_keypoints_of_non_faces():
+    loss = FaceAndKeypointLoss("mse", a=2.0, b=1.0, class_weights=(1.0, 1.0))
+    keypoints, target = torch.zeros(2, 42), torch.ones(2, 42)
+    target[1] = 1000.0  # a non-face's keypoint "target" must not count
+    logits = torch.tensor([[0.0, 3.0], [3.0, 0.0]])
+    is_face = torch.tensor([1.0, 0.0])
+    expected = 2.0 * torch.nn.functional.cross_entropy(logits, is_face.long()) + KeypointLoss("mse")(
+        keypoints[:1], target[:1])
+    assert loss(keypoints, logits, target, is_face).item() == pytest.approx(expected.item())
+
+
+def test_classification_metrics_count_over_the_whole_set():
+    m = classification_metrics([1, 1, 1, 0, 0], [0.9, 0.2, 0.6, 0.1, 0.7])
+    assert m == {"samples": 5, "accuracy": pytest.approx(60.0), "face_recall": pytest.approx(200 / 3),
+                 "non_face_recall": pytest.approx(50.0)}
+
+
+def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
+    root, faces = synthetic_root
+    gen = load_script("stage3", "gen_train_test")
+    assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
+    train, test = read_list(tmp_path / "lists" / "train.txt"), read_list(tmp_path / "lists" / "test.txt")
+    assert {r.label for r in train} == {0, 1} and all((r.label == 1) == r.is_face for r in train + test)
+    assert not {r.image for r in train} & {r.image for r in test}
+
+    detector = load_script("stage3", "detector").detector()
+    common = ["--data-root", str(root), "--train-list", str(tmp_path / "lists" / "train.txt"),
+              "--test-list", str(tmp_path / "lists" / "test.txt"), "--save-directory", str(tmp_path / "m"),
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--backbone", "stage1_bn"]
+    assert detector.main(["--phase", "train", "--epochs", "1", "--batch-size", "4", "--log-interval", "0",
+                          "--val-fraction", "0.3", *common]) == 0
+    capsys.readouterr()
+    assert detector.main(["--phase", "test", *common]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["faces"] == sum(r.is_face for r in test)
+    assert report["classifier"]["samples"] == len(test)
+    assert {"accuracy", "face_recall", "non_face_recall"} <= set(report["classifier"])
