@@ -118,7 +118,8 @@ def evaluate(key, what, save, lists, args) -> dict:
         "optimizer": payload["args"]["optimizer"], "loss": payload["args"]["loss"],
         "augment": not payload["args"].get("no_augment", False), "epochs": len(history),
         "best_epoch": payload["epoch"],
-        "nme_io": round(metrics["nme_io"], 3), "nme_box": round(metrics["nme_box"], 3),
+        "nme_io": round(metrics["nme_io"], 3), "nme_io_median": round(metrics["nme_io_median"], 3),
+        "nme_box": round(metrics["nme_box"], 3),
         "fr_10": round(metrics["fr_10"], 2), "auc_10": round(metrics["auc_10"], 2),
         "params": count_parameters(model), "ms_per_face_b1_1thread": round(ms_per_face(model), 3),
         "train_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
@@ -131,11 +132,12 @@ def write_table(out: Path) -> None:
     if not rows:
         return
     base = float(rows[0]["nme_io"]) if rows[0]["key"] == "stage1" else None
-    lines = ["| change | model | nme_io % | vs stage 1 | nme_box % | fr_10 % | auc_10 % | params | ms/face (b1, 1 thread) | train min (epochs) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| change | model | nme_io % | vs stage 1 | median nme_io % | nme_box % | fr_10 % | auc_10 % | params | ms/face (b1, 1 thread) | train min (epochs) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         delta = f"{(float(r['nme_io']) / base - 1) * 100:+.0f}%" if base else ""
-        lines.append(f"| {r['change']} | {r['arch']} | {float(r['nme_io']):.2f} | {delta} | {float(r['nme_box']):.2f} | "
+        lines.append(f"| {r['change']} | {r['arch']} | {float(r['nme_io']):.2f} | {delta} | "
+                     f"{float(r['nme_io_median']):.2f} | {float(r['nme_box']):.2f} | "
                      f"{float(r['fr_10']):.1f} | {float(r['auc_10']):.1f} | {int(r['params']):,} | "
                      f"{float(r['ms_per_face_b1_1thread']):.2f} | {r['train_minutes']} ({r['epochs']}) |")
     table = "\n".join(lines)

@@ -6,12 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import load_model
+from .errors import run_reporting_errors
 from .export import export_onnx, load_backend
 from .engine import select_device
 from .evaluation import face_metrics, predict_records, records_from_labels
-from .images import ImageError
-from .labels import LabelError, ParseStats
+from .labels import ParseStats
 from .metrics import json_summary, summary_table
 from .plots import plot_ced
 
@@ -87,11 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (CheckpointError, LabelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(args.func, args)
 
 
 if __name__ == "__main__":

@@ -13,22 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.generate import add_list_arguments, generate_lists
-from facial_keypoints.images import ImageError
-from facial_keypoints.labels import LabelError
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_list_arguments(parser, Path(__file__).resolve().parent)
-    args = parser.parse_args(argv)
-    try:
-        generate_lists(args)
-    except (LabelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors(generate_lists, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ compact_heatmap).  The defaults are the best configuration of the ablation
 import sys
 from pathlib import Path
 
-from facial_keypoints.augment import add_augmentation_arguments, train_transform
+from facial_keypoints.augment import train_transform
 from facial_keypoints.detector_cli import Detector
-from facial_keypoints.schedules import add_schedule_arguments, make_scheduler
+from facial_keypoints.schedules import add_training_arguments, make_scheduler
 
 STAGE_DIR = Path(__file__).resolve().parent
 
@@ -27,14 +27,9 @@ DEFAULTS = {"arch": "compact_heatmap", "optimizer": "adam", "loss": "wing", "lr"
             "batch_size": 32, "weight_decay": 1e-4}
 
 
-def add_arguments(parser):
-    add_augmentation_arguments(parser)
-    add_schedule_arguments(parser, default="cosine")
-
-
 def detector() -> Detector:
     return Detector(STAGE_DIR, DEFAULTS, train_transform=train_transform, scheduler_factory=make_scheduler,
-                    add_arguments=add_arguments)
+                    add_arguments=add_training_arguments)
 
 
 if __name__ == "__main__":

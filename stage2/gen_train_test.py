@@ -15,8 +15,7 @@ from pathlib import Path
 
 from facial_keypoints.evaluation import records_from_labels
 from facial_keypoints.generate import add_list_arguments, generate_lists
-from facial_keypoints.images import ImageError
-from facial_keypoints.labels import LabelError
+from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.lists import resolve_data_root
 
 COPY = re.compile(r"__aug\d+$")
@@ -38,20 +37,18 @@ def main(argv=None) -> int:
     add_list_arguments(parser, Path(__file__).resolve().parent)
     parser.add_argument("--augmented", type=Path, default=None,
                         help="folder written by data_augmentation.py; its copies join the training list")
-    args = parser.parse_args(argv)
-    try:
-        copies = []
-        if args.augmented:
-            root = resolve_data_root(args.data_root)
-            copies = records_from_labels(args.augmented, args.expand_ratio, skip_bad=args.skip_bad,
-                                         negative=args.negative)
-            for record in copies:  # paths relative to the data root, like every list path
-                record.image = Path(os.path.relpath(args.augmented / record.image, root)).as_posix()
-        generate_lists(args, photo_key=photo_key, extra_records=copies, drop_from_test=is_copy)
-    except (LabelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors(write_lists, parser.parse_args(argv))
+
+
+def write_lists(args) -> None:
+    copies = []
+    if args.augmented:
+        root = resolve_data_root(args.data_root)
+        copies = records_from_labels(args.augmented, args.expand_ratio, skip_bad=args.skip_bad,
+                                     negative=args.negative)
+        for record in copies:  # paths relative to the data root, like every list path
+            record.image = Path(os.path.relpath(args.augmented / record.image, root)).as_posix()
+    generate_lists(args, photo_key=photo_key, extra_records=copies, drop_from_test=is_copy)
 
 
 if __name__ == "__main__":

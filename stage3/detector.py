@@ -14,11 +14,11 @@ stage-2 options (augmentation, schedules, losses) all apply.
 import sys
 from pathlib import Path
 
-from facial_keypoints.augment import add_augmentation_arguments, train_transform
+from facial_keypoints.augment import train_transform
 from facial_keypoints.detector_cli import Detector
 from facial_keypoints.losses import FaceAndKeypointLoss
 from facial_keypoints.models import MODELS
-from facial_keypoints.schedules import add_schedule_arguments, make_scheduler
+from facial_keypoints.schedules import add_training_arguments, make_scheduler
 
 STAGE_DIR = Path(__file__).resolve().parent
 
@@ -27,8 +27,7 @@ DEFAULTS = {"arch": "face_keypoints", "optimizer": "adam", "loss": "wing", "lr":
 
 
 def add_arguments(parser):
-    add_augmentation_arguments(parser)
-    add_schedule_arguments(parser, default="cosine")
+    add_training_arguments(parser)
     group = parser.add_argument_group("face/non-face head")
     group.add_argument("--backbone", choices=sorted(set(MODELS) - {"face_keypoints"}), default="compact_heatmap")
     group.add_argument("--cls-weight", type=float, default=5.0, help="a: weight of the cross entropy")

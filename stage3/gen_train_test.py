@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from facial_keypoints.generate import add_list_arguments, generate_lists
-from facial_keypoints.images import ImageError
-from facial_keypoints.labels import LabelError
+from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.negatives import sample_non_faces
 
 from not_face_generate import add_non_face_arguments
@@ -31,12 +30,7 @@ def main(argv=None) -> int:
                                 per_photo=lambda n: max(1, round(args.non_faces_per_face * n)),
                                 ratio=args.expand_ratio, max_iou=args.max_iou, seed=args.seed,
                                 size_spread=tuple(args.size_spread), stats=stats)
-    try:
-        generate_lists(args, extra_records=non_faces, face_label=1)
-    except (LabelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors(lambda: generate_lists(args, extra_records=non_faces, face_label=1))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.generate import verify_crops
-from facial_keypoints.images import ImageError
-from facial_keypoints.labels import LabelError, ParseStats, read_labels, write_list
+from facial_keypoints.labels import ParseStats, read_labels, write_list
 from facial_keypoints.lists import resolve_data_root
 from facial_keypoints.negatives import sample_non_faces
 
@@ -34,22 +34,20 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--verify", type=int, default=0, metavar="N", help="draw N crops into OUT_DIR/verify_non_faces/")
     add_non_face_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        root = resolve_data_root(args.data_root)
-        stats = ParseStats()
-        faces = read_labels(root, stats=stats)
-        records = sample_non_faces([(f.image, f.box) for f in faces], root, per_photo=args.per_photo, ratio=args.expand_ratio,
-                                   max_iou=args.max_iou, seed=args.seed, size_spread=tuple(args.size_spread),
-                                   stats=stats)
-        write_list(args.out, records)
-        print(f"wrote {len(records)} non-face crops to {args.out} ({stats.summary()})")
-        if args.verify:
-            print(f"drew them into {verify_crops(records[: args.verify], root, args.out.parent / 'verify_non_faces')}")
-    except (LabelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors(write_non_faces, parser.parse_args(argv))
+
+
+def write_non_faces(args) -> None:
+    root = resolve_data_root(args.data_root)
+    stats = ParseStats()
+    faces = read_labels(root, stats=stats)
+    records = sample_non_faces([(f.image, f.box) for f in faces], root, per_photo=args.per_photo,
+                               ratio=args.expand_ratio, max_iou=args.max_iou, seed=args.seed,
+                               size_spread=tuple(args.size_spread), stats=stats)
+    write_list(args.out, records)
+    print(f"wrote {len(records)} non-face crops to {args.out} ({stats.summary()})")
+    if args.verify:
+        print(f"drew them into {verify_crops(records[: args.verify], root, args.out.parent / 'verify_non_faces')}")
 
 
 if __name__ == "__main__":

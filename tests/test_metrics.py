@@ -21,6 +21,7 @@ def test_nme_io_and_nme_box_by_hand():
     m = keypoint_metrics(pred, gt, boxes)
     assert m["faces"] == 2
     assert m["nme_io"] == pytest.approx((3 + 8) / 2)
+    assert m["nme_io_median"] == pytest.approx((3 + 8) / 2)
     assert m["nme_box"] == pytest.approx((3 + 10) / 2)
     assert m["fr_10"] == 0.0
     assert m["auc_10"] == pytest.approx(((10 - 3) + (10 - 8)) / 2 / 10 * 100)
