@@ -79,3 +79,8 @@ def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
     assert report["faces"] == sum(r.is_face for r in test)
     assert report["classifier"]["samples"] == len(test)
     assert {"accuracy", "face_recall", "non_face_recall"} <= set(report["classifier"])
+    # The evaluate command takes the two-headed checkpoint too (keypoints on every labelled face).
+    from facial_keypoints.__main__ import main as command
+    assert command(["evaluate", "--checkpoint", str(tmp_path / "m" / "best.pt"), "--data", str(root),
+                    "--out", str(tmp_path / "eval"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"] == len(faces)
