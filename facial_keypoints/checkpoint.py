@@ -3,7 +3,8 @@
 A checkpoint holds what is needed to rebuild the model without the code that
 trained it (``config``: architecture name and arguments, input size, crop
 expansion, normalisation) and what is needed to resume training (optimizer,
-scheduler, epoch, history, RNG state).  Never a pickled model object.
+scheduler, epoch, history; the RNG needs no saving because training
+re-seeds it at the start of every epoch).  Never a pickled model object.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def json_safe(value):
 
 
 def make_checkpoint(model, config: dict, *, optimizer=None, scheduler=None, args=None, epoch: int = 0,
-                    metrics=None, history=None, rng_state=None) -> dict:
+                    metrics=None, history=None) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -48,7 +49,6 @@ def make_checkpoint(model, config: dict, *, optimizer=None, scheduler=None, args
         "epoch": int(epoch),
         "metrics": json_safe(metrics or {}),
         "history": json_safe(history or []),
-        "rng_state": rng_state,
     }
 
 

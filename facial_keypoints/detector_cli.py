@@ -19,6 +19,7 @@ import torch
 from . import engine
 from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from .dataset import FaceCrops
+from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
 from .labels import read_list
 from .lists import resolve_data_root, split_by_photo
@@ -117,10 +118,6 @@ def classification_metrics(is_face, face_prob, threshold: float = 0.5) -> dict:
     }
 
 
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy_seed": int(np.random.get_state()[1][0])}
-
-
 class Detector:
     """One stage's phases.  Stages customise by passing ``train_transform`` and ``loss_factory``."""
 
@@ -141,8 +138,7 @@ class Detector:
         args = parser.parse_args(argv)
         try:
             return self.run(args)
-        except (CheckpointError, FileNotFoundError, ValueError, KeyError, OSError,
-                engine.NonFiniteLossError) as error:
+        except (*USER_ERRORS, KeyError, OSError, engine.NonFiniteLossError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             print(f"error: {message}", file=sys.stderr)
             return 2
@@ -233,8 +229,7 @@ class Detector:
             self.write_history(history, save_dir)
             if args.save_model:
                 payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler, args=vars(args),
-                                          epoch=epoch, metrics={"val_loss": val["loss"]}, history=history,
-                                          rng_state=rng_state())
+                                          epoch=epoch, metrics={"val_loss": val["loss"]}, history=history)
                 save_checkpoint(payload, save_dir / "last.pt")
                 if val["loss"] < best:
                     best = val["loss"]

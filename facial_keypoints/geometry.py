@@ -52,12 +52,22 @@ def frame_to_image(frame_keypoints, boxes, size: int) -> np.ndarray:
     return frame_keypoints * scale + boxes[..., None, 0:2]
 
 
-def iou(box, boxes) -> np.ndarray:
-    """IoU of one box with each of (N, 4) boxes."""
+def _intersection_and_areas(box, boxes):
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return ix * iy, areas
+
+
+def iou(box, boxes) -> np.ndarray:
+    """IoU of one box with each of (N, 4) boxes."""
+    inter, areas = _intersection_and_areas(box, boxes)
+    area = (box[2] - box[0]) * (box[3] - box[1])
     return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def covered(box, boxes) -> np.ndarray:
+    """The share of each of (N, 4) ``boxes`` that lies inside ``box``."""
+    inter, areas = _intersection_and_areas(box, boxes)
+    return inter / np.maximum(areas, 1e-12)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import BoxError, expand_box, iou
+from .geometry import BoxError, covered, expand_box, iou
 from .images import image_size
 from .labels import ListRecord
 
@@ -63,13 +63,6 @@ def sample_non_faces(faces: list[tuple[str, np.ndarray]], data_root, *, per_phot
             if found < wanted:
                 stats.add("photos_short_of_non_faces")
     return records
-
-
-def covered(box, boxes) -> np.ndarray:
-    """The share of each of ``boxes`` that lies inside ``box``."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    return ix * iy / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
 
 
 def _stable_hash(text: str) -> int:

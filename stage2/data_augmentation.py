@@ -52,7 +52,7 @@ def main(argv=None) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             lines_by_photo = defaultdict(list)
             with open(label_file, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
+                for line in handle:
                     if line.strip():
                         lines_by_photo[line.split()[0]].append(line.split()[1:])
             out_lines = []
@@ -61,10 +61,9 @@ def main(argv=None) -> int:
                 try:
                     with Image.open(path) as image:
                         image.load()
-                        originals = image
                         for k in range(args.copies):
                             name = f"{Path(photo).stem}{COPY_MARK}{k}.jpg"
-                            colour_copy(originals, rng, args.strength).save(folder / name, quality=95)
+                            colour_copy(image, rng, args.strength).save(folder / name, quality=95)
                             out_lines += [" ".join([name, *row]) for row in rows]
                             written += 1
                 except OSError as error:

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from facial_keypoints.detector_cli import classification_metrics
-from facial_keypoints.geometry import iou
+from facial_keypoints.geometry import covered, iou
 from facial_keypoints.labels import ParseStats, read_labels, read_list
 from facial_keypoints.losses import FaceAndKeypointLoss, KeypointLoss
-from facial_keypoints.negatives import covered, sample_non_faces
+from facial_keypoints.negatives import sample_non_faces
 
 from conftest import REPO
 
