@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .checkpoint import load_model
@@ -14,6 +15,7 @@ from .evaluation import face_metrics, predict_records, records_from_labels
 from .labels import ParseStats
 from .metrics import json_summary, summary_table
 from .plots import plot_ced
+from .weights import DEFAULT_CHECKPOINT
 
 
 def evaluate(args) -> int:
@@ -37,6 +39,45 @@ def evaluate(args) -> int:
     print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), data=str(args.data),
                                   label_counts=dict(stats.counts))))
     return 0
+
+
+def predict(args) -> int:
+    """Whole photos: JSON + annotated image per photo; an unreadable photo is reported and skipped."""
+    import torch
+    from .face_detection import create_detector
+    from .images import ImageError
+    from .photos import PhotoPredictor, find_photos, open_photo, write_outputs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
+    predictor = PhotoPredictor(model.eval(), payload["config"], create_detector(args.detector, min_face=args.min_face),
+                               args.face_threshold, args.detect_max_side)
+    photos = find_photos(args.paths)
+    if not photos:
+        raise FileNotFoundError(f"no photos under {' '.join(map(str, args.paths))}")
+    failed, stems = 0, set()
+    for path in photos:
+        try:
+            started = time.perf_counter()
+            image = open_photo(path)
+            decode_ms = (time.perf_counter() - started) * 1e3
+        except ImageError as error:
+            print(f"error: {error} (skipped)", file=sys.stderr)
+            failed += 1
+            continue
+        result = predictor.predict_photo(image)
+        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+        stem = path.stem
+        while stem in stems:  # two inputs with one name (from different folders) keep both outputs
+            stem += "_"
+        stems.add(stem)
+        record = result.as_json(str(path), str(args.checkpoint), args.detector)
+        json_path, image_path = write_outputs(args.out, stem, image, result, record)
+        print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
+              f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
+    if failed:
+        print(f"{failed} of {len(photos)} photo(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def export(args) -> int:
@@ -63,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m facial_keypoints")
     commands = parser.add_subparsers(dest="command", required=True)
     ev = commands.add_parser("evaluate", help="SPEC section-5 metrics of a checkpoint on a folder of label.txt files")
-    ev.add_argument("--checkpoint", required=True, type=Path)
+    ev.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                    help="default: the model shipped inside the package")
     ev.add_argument("--data", required=True, type=Path, help="a folder with label.txt files (searched recursively)")
     ev.add_argument("--out", type=Path, default=None, help="where ced.png goes (default: beside the checkpoint)")
     ev.add_argument("--batch-size", type=int, default=256)
@@ -75,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                     help="onnx: run with ONNX Runtime (exports CHECKPOINT.onnx beside it when missing)")
     ev.set_defaults(func=evaluate)
+
+    pr = commands.add_parser("predict", help="keypoints on whole photos: a JSON file and an annotated image each")
+    pr.add_argument("paths", nargs="+", type=Path, help="photos, or folders searched recursively")
+    pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                    help="default: the model shipped inside the package")
+    pr.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    pr.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
+                    help="candidate boxes (both ship their weights in their packages)")
+    pr.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
+    pr.add_argument("--face-threshold", type=float, default=0.5,
+                    help="keep a candidate when the classifier's face probability reaches this")
+    pr.add_argument("--detect-max-side", type=int, default=1280,
+                    help="larger photos are shrunk to this for the detector (crops use full resolution)")
+    pr.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    pr.set_defaults(func=predict)
 
     ex = commands.add_parser("export", help="a checkpoint as ONNX (dynamic batch), checked against PyTorch")
     ex.add_argument("--checkpoint", required=True, type=Path)

@@ -18,12 +18,18 @@ class FaceCrops(Dataset):
     """
 
     def __init__(self, records: list[ListRecord], data_root, size: int = 112, transform=None,
-                 cache_dir=None, workers: int = 2, progress: bool = True):
+                 cache_dir=None, workers: int = 2, progress: bool = True, crops: np.ndarray | None = None):
         self.records = records
         self.size = size
         self.transform = transform
-        self.crops = load_crops([(r.image, r.box) for r in records], data_root, size, cache_dir,
-                                workers=workers, sources=[r.source for r in records], progress=progress)
+        if crops is not None:  # from a crop pack: no photos needed
+            if crops.shape != (len(records), size, size):
+                raise ValueError(f"{len(records)} records need crops of shape {(len(records), size, size)}, "
+                                 f"got {crops.shape}")
+            self.crops = crops
+        else:
+            self.crops = load_crops([(r.image, r.box) for r in records], data_root, size, cache_dir,
+                                    workers=workers, sources=[r.source for r in records], progress=progress)
         self.frame_keypoints = np.stack([
             to_frame(r.keypoints, r.box, size) if r.is_face else np.zeros((NUM_POINTS, 2))
             for r in records]).astype(np.float32)

@@ -18,6 +18,7 @@ import torch
 
 from . import engine
 from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
@@ -35,7 +36,7 @@ log = logging.getLogger("facial_keypoints")
 def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=f"{stage_dir.name} facial keypoint detector",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--phase", choices=("train", "test", "finetune", "predict"), default="train")
+    p.add_argument("--phase", choices=("train", "test", "finetune", "predict", "pack"), default="train")
     p.add_argument("--data-root", default=None, help="data root (default: $FKD_DATA_ROOT or data/)")
     p.add_argument("--train-list", type=Path, default=stage_dir / "train.txt")
     p.add_argument("--test-list", type=Path, default=stage_dir / "test.txt")
@@ -67,6 +68,9 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=defaults.get("workers", 0), help="DataLoader workers")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--cache-dir", type=Path, default=None, help="crop cache (default $FKD_CACHE_DIR or ~/.cache)")
+    p.add_argument("--crops", type=Path, default=None,
+                   help="train/finetune: take the training list's crops from this pack (written by --phase pack) "
+                        "instead of the photos, e.g. to train on a machine without the data")
     p.add_argument("--predict-dir", type=Path, default=stage_dir / "predictions")
     p.add_argument("--num-predict", type=int, default=16, help="predict: faces to draw")
     p.add_argument("--no-progress", action="store_true")
@@ -150,7 +154,9 @@ class Detector:
         np.random.seed(args.seed)
         self.args = args
         self.device = engine.select_device(args.no_cuda)
-        self.root = resolve_data_root(args.data_root)
+        # Training from a crop pack needs no photos (and so no data root).
+        packed = args.crops is not None and args.phase in ("train", "finetune")
+        self.root = None if packed else resolve_data_root(args.data_root)
         setup_logging(args.save_directory if args.phase in ("train", "finetune") else None)
         phase = getattr(self, f"phase_{args.phase}")
         result = phase()
@@ -171,8 +177,14 @@ class Detector:
             config["normalize"])
         common = dict(data_root=self.root, size=config["input_size"], cache_dir=self.args.cache_dir,
                       progress=not self.args.no_progress)
-        return (FaceCrops(train, transform=transform, **common),
-                FaceCrops(val, transform=eval_transform(config["normalize"]), **common))
+        train_crops = val_crops = None
+        if self.args.crops:
+            packed = read_pack(self.args.crops, records, config["input_size"])
+            row = {id(record): n for n, record in enumerate(records)}
+            train_crops = packed[[row[id(r)] for r in train]]
+            val_crops = packed[[row[id(r)] for r in val]]
+        return (FaceCrops(train, transform=transform, crops=train_crops, **common),
+                FaceCrops(val, transform=eval_transform(config["normalize"]), crops=val_crops, **common))
 
     # ---- phases -------------------------------------------------------------------
     def phase_train(self, model=None, config=None, start_payload=None, lr=None):
@@ -292,6 +304,16 @@ class Detector:
             self.args.save_directory = path.parent / "finetune"
         log.info("finetuning %s at lr %g with %s into %s", path, lr, self.args.optimizer, self.args.save_directory)
         return self.phase_train(model=model, config=payload["config"], lr=lr)
+
+    def phase_pack(self):
+        if self.args.crops is None:
+            raise ValueError("--phase pack needs --crops FILE.npz (where to write the pack)")
+        records = read_list(self.args.train_list)
+        path = write_pack(self.args.crops, records, self.root, self.config()["input_size"],
+                          self.args.cache_dir, progress=not self.args.no_progress)
+        print(f"packed the {len(records)} crops of {self.args.train_list} into {path} "
+              f"({path.stat().st_size / 2**20:.1f} MiB)")
+        return 0
 
     def phase_predict(self):
         model, payload, path = self.load()

@@ -1,0 +1,92 @@
+"""Candidate face boxes on whole photos, from detectors whose weights ship inside installed packages.
+
+Both detectors return boxes in *this data set's* convention (the labelled
+``label.txt`` boxes), so the stage-3 crop (the box expanded by the list's ratio)
+looks like the crops the model was trained on:
+
+- ``mtcnn`` (default): facenet-pytorch's MTCNN, its three small nets' weights in
+  the wheel.  Its boxes are taller than ours and sit higher (they include the
+  forehead); ``MTCNN_TO_LABEL`` maps them, fitted on 494 training photos
+  (median ratios over 1,052 matched faces; see stage3/README.md).
+- ``haar``: OpenCV's bundled frontal-face Haar cascade, for comparison; it finds
+  far fewer of this data set's faces (many are turned or tilted).
+
+Thresholds are loose on purpose: the stage-3 classifier is the filter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# (centre shift x, centre shift y) as fractions of the detection's width/height, then (width, height) ratios.
+MTCNN_TO_LABEL = (0.010, 0.091, 1.008, 0.782)
+
+
+def adjust_boxes(boxes: np.ndarray, shift_x: float, shift_y: float, scale_w: float, scale_h: float) -> np.ndarray:
+    """Move and resize (N, 4) boxes about their centres, in units of their own size."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + shift_x * w
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + shift_y * h
+    half_w, half_h = scale_w * w / 2, scale_h * h / 2
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray   # (N, 4) x1 y1 x2 y2 in the detector input's pixels, label-box convention
+    scores: np.ndarray  # (N,) the detector's own confidence
+
+
+class MtcnnDetector:
+    name = "mtcnn"
+
+    def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6), threads: int | None = None):
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as error:  # a clear message, not a traceback from deep inside
+            raise ImportError("the mtcnn face detector needs facenet-pytorch (pip install -r requirements.txt)") \
+                from error
+        self.threads = threads
+        self.net = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), device="cpu",
+                         post_process=False, select_largest=False)
+
+    def __call__(self, rgb: np.ndarray) -> Detections:
+        import torch
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.no_grad():
+            boxes, scores = self.net.detect(rgb)
+        if boxes is None:
+            return Detections(np.zeros((0, 4)), np.zeros(0))
+        return Detections(adjust_boxes(boxes, *MTCNN_TO_LABEL), np.asarray(scores, dtype=np.float64))
+
+
+class HaarDetector:
+    name = "haar"
+
+    def __init__(self, min_face: int = 40):
+        import cv2
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise ImportError(f"OpenCV's Haar cascade is missing ({path}); opencv-python-headless<5 ships it")
+        self.min_face = min_face
+
+    def __call__(self, rgb: np.ndarray) -> Detections:
+        import cv2
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        found = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3,
+                                              minSize=(self.min_face, self.min_face))
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in found], dtype=np.float64).reshape(-1, 4)
+        return Detections(boxes, np.ones(len(boxes)))
+
+
+DETECTORS = {"mtcnn": MtcnnDetector, "haar": HaarDetector}
+
+
+def create_detector(name: str = "mtcnn", **kwargs):
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
+    return DETECTORS[name](**kwargs)

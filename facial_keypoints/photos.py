@@ -1,0 +1,173 @@
+"""Keypoints on whole photos: detector -> crops -> one network (keypoints + face/non-face) -> JSON and a drawing.
+
+``PhotoPredictor`` holds the pieces; ``predict_photo`` returns one photo's
+result as plain data, with the time each step took (decode is the caller's).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from .geometry import BoxError, expand_box, frame_to_image
+from .images import ImageError, crop_resized
+from .keypoints import POINT_NAMES
+from .plots import draw_points
+from .transforms import eval_transform
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def find_photos(paths) -> list[Path]:
+    """The photos among ``paths``: files as given, folders searched recursively (sorted)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)  # a missing or unreadable file is reported when it is opened
+    return found
+
+
+def open_photo(path) -> Image.Image:
+    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, alpha laid on white."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: keep the top 8 bits
+                image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"cannot read image {path}: {error}") from None
+
+
+@dataclass
+class Face:
+    box: np.ndarray          # (4,) the face box (label convention), original pixels
+    crop_box: np.ndarray     # (4,) the expanded box the network saw
+    detector_score: float
+    face_score: float        # the classifier's face probability (the detector's score for 1-head models)
+    keypoints: np.ndarray    # (21, 2) original pixels
+    is_face: bool
+
+    def as_json(self) -> dict:
+        return {"box": [round(float(v), 1) for v in self.box],
+                "detector_score": round(self.detector_score, 4),
+                "face_score": round(self.face_score, 4),
+                "keypoints": {name: [round(float(x), 1), round(float(y), 1)]
+                              for name, (x, y) in zip(POINT_NAMES, self.keypoints)}}
+
+
+@dataclass
+class PhotoResult:
+    width: int
+    height: int
+    faces: list[Face] = field(default_factory=list)
+    timings_ms: dict = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> list[Face]:
+        return [f for f in self.faces if f.is_face]
+
+    def as_json(self, image: str, model: str, detector: str) -> dict:
+        return {"image": image, "width": self.width, "height": self.height, "model": model, "detector": detector,
+                "faces": [f.as_json() for f in self.accepted],
+                "rejected": [{k: v for k, v in f.as_json().items() if k != "keypoints"}
+                             for f in self.faces if not f.is_face],
+                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
+
+
+class PhotoPredictor:
+    """Candidate boxes from ``detector``, kept where the network's face probability >= ``face_threshold``.
+
+    ``model`` is a torch module or an ``export.OnnxModel``; ``config`` the
+    checkpoint's (input size, expansion ratio, normalisation).  Photos larger
+    than ``detect_max_side`` are shrunk for the detector only; crops always come
+    from the full-resolution photo.
+    """
+
+    def __init__(self, model, config: dict, detector, face_threshold: float = 0.5, detect_max_side: int = 1280):
+        self.model, self.config, self.detector = model, config, detector
+        self.face_threshold = face_threshold
+        self.detect_max_side = detect_max_side
+        self.transform = eval_transform(config.get("normalize", True))
+
+    def predict_photo(self, image: Image.Image) -> PhotoResult:
+        width, height = image.size
+        result = PhotoResult(width, height)
+        timings = result.timings_ms
+
+        started = time.perf_counter()
+        scale = min(1.0, self.detect_max_side / max(width, height))
+        small = image if scale == 1.0 else image.resize((round(width * scale), round(height * scale)),
+                                                          Image.Resampling.BILINEAR)
+        detections = self.detector(np.asarray(small))
+        boxes = detections.boxes / scale
+        timings["detector"] = (time.perf_counter() - started) * 1e3
+
+        started = time.perf_counter()
+        size, ratio = self.config["input_size"], self.config["expand_ratio"]
+        gray = image.convert("L")
+        kept, crop_boxes, crops = [], [], []
+        for n, box in enumerate(boxes):
+            try:
+                crop_box = expand_box(box, ratio, width, height)
+            except BoxError:
+                continue  # a detection wholly outside the photo
+            if crop_box[2] - crop_box[0] < 2 or crop_box[3] - crop_box[1] < 2:
+                continue
+            kept.append(n)
+            crop_boxes.append(crop_box)
+            crops.append(self.transform({"image": crop_resized(gray, crop_box, size),
+                                         "keypoints": np.zeros((len(POINT_NAMES), 2)), "face": 0.0})["image"])
+        timings["crops"] = (time.perf_counter() - started) * 1e3
+
+        started = time.perf_counter()
+        if crops:
+            with torch.no_grad():
+                output = self.model(torch.stack(crops))
+            keypoints, logits = output if isinstance(output, (tuple, list)) else (output, None)
+            keypoints = keypoints.float().numpy().reshape(len(crops), -1, 2)
+            scores = detections.scores[kept]
+            face_prob = (torch.softmax(logits.float(), dim=1)[:, 1].numpy() if logits is not None else scores)
+            points = frame_to_image(keypoints, np.array(crop_boxes), size)
+            for i, n in enumerate(kept):
+                result.faces.append(Face(boxes[n], crop_boxes[i], float(scores[i]), float(face_prob[i]), points[i],
+                                         bool(face_prob[i] >= self.face_threshold)))
+        timings["network"] = (time.perf_counter() - started) * 1e3
+        return result
+
+
+def draw_result(image: Image.Image, result: PhotoResult) -> Image.Image:
+    """The photo with accepted faces (green box, points) and rejected candidates (thin red box, score)."""
+    canvas = image.copy()
+    line = max(1, round(max(image.size) / 500))
+    for face in result.faces:
+        if not face.is_face:
+            ImageDraw.Draw(canvas).rectangle([float(v) for v in face.box], outline=(230, 40, 40), width=line)
+            ImageDraw.Draw(canvas).text((float(face.box[0]), float(face.box[3]) + 2), f"{face.face_score:.2f}",
+                                        fill=(230, 40, 40))
+    for face in result.accepted:
+        ImageDraw.Draw(canvas).rectangle([float(v) for v in face.box], outline=(40, 220, 40), width=line)
+        radius = max(1.5, float(np.sqrt(np.prod(face.box[2:] - face.box[:2]))) / 60)
+        canvas = draw_points(canvas, face.keypoints, color=(40, 255, 40), radius=radius)
+    return canvas
+
+
+def write_outputs(out_dir: Path, stem: str, image: Image.Image, result: PhotoResult, record: dict) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, image_path = out_dir / f"{stem}.json", out_dir / f"{stem}.jpg"
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    draw_result(image, result).save(image_path, quality=90)
+    return json_path, image_path
