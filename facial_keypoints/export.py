@@ -38,6 +38,9 @@ class OnnxModel:
     def __init__(self, path, threads: int | None = None):
         import onnxruntime as ort
         options = ort.SessionOptions()
+        # No busy-waiting between runs: in whole-photo predict the torch face detector
+        # runs between our calls, and spinning ORT threads would take its cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -64,6 +67,9 @@ def load_backend(checkpoint, backend: str = "torch", onnx_path=None, threads: in
     if backend != "onnx":
         raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
     onnx_path = Path(onnx_path) if onnx_path else Path(checkpoint).with_suffix(".onnx")
+    if not os.access(onnx_path.parent, os.W_OK):  # e.g. the shipped model inside a read-only install
+        from .cache import default_cache_dir
+        onnx_path = default_cache_dir() / "onnx" / f"{Path(checkpoint).stem}-{Path(checkpoint).stat().st_size}.onnx"
     if not onnx_path.is_file() or onnx_path.stat().st_mtime < Path(checkpoint).stat().st_mtime:
         export_onnx(model, onnx_path, payload["config"]["input_size"])
     return OnnxModel(onnx_path, threads), payload

@@ -1,0 +1,163 @@
+"""Ours vs dlib's 68-point shape predictor on the same test faces, the same boxes, the points both define.
+
+    pip install -r benchmarks/requirements-peers.txt      # dlib-bin + face-recognition-models (non-commercial)
+    python benchmarks/peers_dlib.py --data-root ../shared/data
+
+Both get each test face's labelled box (stage3/test.txt's faces; ours expands it
+by the list ratio, as in training).  dlib's points map onto ours: eye corners
+6,7,8,9 = dlib 36,39,42,45; pupils 16,17 = the mean of dlib's eye rings 36-41 and
+42-47; nose tip 18 = dlib 30; mouth corners 19,20 = dlib 48,54.  nme_io on those
+9 points (divided by the labelled 6-9 distance, SPEC section 5) and milliseconds
+per face on one thread, the photo already decoded to grayscale: dlib's call
+samples its own pixels; ours counts the crop, the normalisation and the network.
+dlib expects boxes like its own HOG detector's, so a second dlib row gets the
+labelled box moved and scaled to that convention (the median mapping, fitted on
+training faces).  Writes benchmarks/results/peers_dlib.md.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
+from facial_keypoints.export import load_backend  # noqa: E402
+from facial_keypoints.face_detection import adjust_boxes  # noqa: E402
+from facial_keypoints.geometry import frame_to_image  # noqa: E402
+from facial_keypoints.images import crop_resized, load_gray  # noqa: E402
+from facial_keypoints.labels import read_list  # noqa: E402
+from facial_keypoints.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.metrics import point_errors  # noqa: E402
+from facial_keypoints.transforms import eval_transform  # noqa: E402
+from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OURS = [6, 7, 8, 9, 16, 17, 18, 19, 20]
+
+
+def dlib_to_ours(shape: np.ndarray) -> np.ndarray:
+    """(68, 2) dlib points -> (9, 2) in the order of OURS."""
+    return np.stack([shape[36], shape[39], shape[42], shape[45], shape[36:42].mean(0), shape[42:48].mean(0),
+                     shape[30], shape[48], shape[54]])
+
+
+def load_dlib():
+    try:
+        import dlib
+    except ImportError:
+        sys.exit("dlib is missing: pip install -r benchmarks/requirements-peers.txt")
+    spec = importlib.util.find_spec("face_recognition_models")  # its __init__ needs pkg_resources: not imported
+    if spec is None:
+        sys.exit("face-recognition-models is missing: pip install -r benchmarks/requirements-peers.txt")
+    model = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
+    return dlib, dlib.shape_predictor(str(model))
+
+
+def fit_dlib_box(dlib, records_by_photo, root: Path, limit: int = 300):
+    """Median (shift x, shift y, scale w, scale h) from labelled boxes to dlib HOG boxes on training faces."""
+    hog = dlib.get_frontal_face_detector()
+    ratios = []
+    for photo, records in list(records_by_photo.items())[:limit]:
+        gray = np.asarray(load_gray(root / photo)[0])
+        found = hog(gray, 0)
+        for record in records:
+            box = record.face_box
+            for d in found:
+                det = np.array([d.left(), d.top(), d.right(), d.bottom()], float)
+                w, h = box[2] - box[0], box[3] - box[1]
+                inter = max(0, min(box[2], det[2]) - max(box[0], det[0])) * max(0, min(box[3], det[3]) - max(box[1], det[1]))
+                if inter / (w * h + (det[2] - det[0]) * (det[3] - det[1]) - inter) > 0.4:
+                    ratios.append([((det[0] + det[2]) - (box[0] + box[2])) / 2 / w,
+                                   ((det[1] + det[3]) - (box[1] + box[3])) / 2 / h,
+                                   (det[2] - det[0]) / w, (det[3] - det[1]) / h])
+    return tuple(np.median(np.array(ratios), axis=0)), len(ratios)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--test-list", type=Path, default=REPO / "stage3" / "test.txt")
+    parser.add_argument("--train-list", type=Path, default=REPO / "stage3" / "train.txt")
+    parser.add_argument("--checkpoints", nargs="+", type=Path,
+                        default=[DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT.with_name("fast.pt")])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "peers_dlib.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    root = resolve_data_root(args.data_root)
+    dlib, predictor = load_dlib()
+
+    def faces_by_photo(list_path):
+        records = [r for r in read_list(list_path) if r.is_face]
+        attach_face_boxes(records, root)
+        grouped = defaultdict(list)
+        for record in records:
+            grouped[record.image].append(record)
+        return grouped
+
+    test = faces_by_photo(args.test_list)
+    mapping, fitted = fit_dlib_box(dlib, faces_by_photo(args.train_list), root)
+    print(f"dlib box convention from {fitted} training faces: shift/scale {np.round(mapping, 3).tolist()}")
+
+    systems = {}
+    for path in args.checkpoints:
+        for backend in ("onnx", "torch"):
+            model, payload = load_backend(path, backend, threads=1)
+            systems[f"ours: {path.name} ({backend})"] = ("ours", model, payload["config"])
+    systems["dlib 68 (labelled box)"] = ("dlib", None, None)
+    systems["dlib 68 (box in dlib's convention)"] = ("dlib_adjusted", None, None)
+
+    truth, preds, times = [], defaultdict(list), defaultdict(list)
+    for photo, records in test.items():
+        gray_image = load_gray(root / photo)[0]
+        gray = np.asarray(gray_image)
+        for record in records:
+            truth.append(record.absolute_keypoints()[OURS])
+            for name, (kind, model, config) in systems.items():
+                started = time.perf_counter()
+                if kind == "ours":
+                    size = config["input_size"]
+                    crop = crop_resized(gray_image, record.box, size)
+                    image = eval_transform(config["normalize"])({"image": crop, "keypoints": np.zeros((21, 2)),
+                                                                 "face": 1.0})["image"][None]
+                    with torch.no_grad():
+                        out = model(image)
+                    frame = (out[0] if isinstance(out, tuple) else out).numpy().reshape(1, -1, 2)
+                    points = frame_to_image(frame, record.box[None], size)[0][OURS]
+                else:
+                    box = record.face_box if kind == "dlib" else adjust_boxes(record.face_box, *mapping)[0]
+                    rect = dlib.rectangle(*(int(round(v)) for v in box))
+                    shape = predictor(gray, rect)
+                    points = dlib_to_ours(np.array([[p.x, p.y] for p in shape.parts()], float))
+                times[name].append((time.perf_counter() - started) * 1e3)
+                preds[name].append(points)
+    truth = np.array(truth)
+    # interocular from the labelled outer eye corners (positions 0 and 3 of OURS = points 6 and 9)
+    io = np.linalg.norm(truth[:, 0] - truth[:, 3], axis=-1)
+    valid = io > 0
+    lines = [f"Machine: {machine()}; 1 thread; {len(truth)} test faces ({int(valid.sum())} with an interocular "
+             f"distance); points {OURS} (SPEC numbering).", "",
+             "| system | nme_io on the 9 common points | median | fr_10 | ms per face (median) |",
+             "|---|---:|---:|---:|---:|"]
+    for name, points in preds.items():
+        nme = point_errors(np.array(points), truth).mean(axis=1)[valid] / io[valid] * 100
+        lines.append(f"| {name} | {nme.mean():.2f} % | {np.median(nme):.2f} % | {(nme > 10).mean() * 100:.1f} % | "
+                     f"{statistics.median(times[name]):.3f} |")
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Whole-photo predict on the test photos: detection recall, false faces, keypoint error, and time per step.
+
+    python benchmarks/whole_photo.py --data-root ../shared/data            # stage3/test.txt's photos
+    python benchmarks/whole_photo.py --data-root ../shared/data --detectors mtcnn haar --limit 100
+
+For every test photo (the photos of stage3/test.txt, none of which training saw):
+- recall: labelled faces with a candidate at IoU >= 0.5, before and after the
+  classifier's rejection (each candidate matches at most one face);
+- false faces per photo: kept candidates whose IoU with every labelled face is
+  < 0.3 (a face the labels miss, e.g. in a crowd, counts as false too);
+- nme_io (SPEC section 5) of the keypoints on the matched faces, from the
+  detector's box, so detection and keypoint errors add up as they would for a user;
+- milliseconds per photo: decode, detector, crops, network (classifier and
+  keypoints are one forward pass), at each photo's own size and at 640x480 and
+  1920x1080 (a test photo resized), on this machine's threads.
+Writes benchmarks/results/whole_photo.md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from facial_keypoints.export import load_backend  # noqa: E402
+from facial_keypoints.face_detection import create_detector  # noqa: E402
+from facial_keypoints.geometry import iou  # noqa: E402
+from facial_keypoints.labels import read_labels, read_list  # noqa: E402
+from facial_keypoints.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.metrics import keypoint_metrics  # noqa: E402
+from facial_keypoints.photos import PhotoPredictor, open_photo  # noqa: E402
+from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def match(boxes: np.ndarray, labelled: list) -> dict:
+    """Greedy one-to-one matching at IoU >= 0.5, best pairs first: {candidate index: labelled index}."""
+    pairs = []
+    for j, face in enumerate(labelled):
+        if len(boxes):
+            for i, overlap in enumerate(iou(face.box, boxes)):
+                if overlap >= 0.5:
+                    pairs.append((overlap, i, j))
+    matched, used = {}, set()
+    for _, i, j in sorted(pairs, reverse=True):
+        if i not in matched and j not in used:
+            matched[i] = j
+            used.add(j)
+    return matched
+
+
+def score(photos, labels_by_photo, predictor, root, limit_ms_photos: int = 0):
+    counts = defaultdict(float)
+    preds, truths, timings = [], [], defaultdict(list)
+    for photo in photos:
+        labelled = labels_by_photo[photo]
+        started = time.perf_counter()
+        image = open_photo(root / photo)
+        decode = (time.perf_counter() - started) * 1e3
+        result = predictor.predict_photo(image)
+        timings["decode"].append(decode)
+        for step, ms in result.timings_ms.items():
+            timings[step].append(ms)
+        counts["faces"] += len(labelled)
+        for stage, faces in (("all", result.faces), ("kept", result.accepted)):
+            boxes = np.array([f.box for f in faces]).reshape(-1, 4)
+            matched = match(boxes, labelled)
+            counts[f"found_{stage}"] += len(matched)
+            if labelled:
+                far = [iou(b, np.array([f.box for f in labelled])).max() < 0.3 for b in boxes]
+            else:
+                far = [True] * len(boxes)
+            counts[f"false_{stage}"] += sum(far)
+            if stage == "kept":
+                for i, j in matched.items():
+                    preds.append(faces[i].keypoints)
+                    truths.append(labelled[j].keypoints)
+    n = len(photos)
+    keypoints = keypoint_metrics(np.array(preds), np.array(truths)) if preds else {}
+    total = [sum(step) for step in zip(*timings.values())]
+    return {
+        "photos": n, "faces": int(counts["faces"]),
+        "recall_all": counts["found_all"] / counts["faces"] * 100,
+        "recall_kept": counts["found_kept"] / counts["faces"] * 100,
+        "false_all": counts["false_all"] / n, "false_kept": counts["false_kept"] / n,
+        "nme_io": keypoints.get("nme_io", float("nan")),
+        "nme_io_median": keypoints.get("nme_io_median", float("nan")),
+        "matched": len(preds),
+        "ms": {step: statistics.median(v) for step, v in timings.items()},
+        "ms_total_median": statistics.median(total),
+    }
+
+
+def timing_at_sizes(photo: Path, predictor, sizes, runs: int) -> dict:
+    base = open_photo(photo)
+    out = {}
+    for width, height in sizes:
+        image = base.resize((width, height))
+        encoded = Path("/tmp") / f"whole_photo_{width}x{height}.jpg"
+        image.save(encoded, quality=90)
+        steps = defaultdict(list)
+        for run in range(runs + 2):
+            started = time.perf_counter()
+            decoded = open_photo(encoded)
+            decode = (time.perf_counter() - started) * 1e3
+            result = predictor.predict_photo(decoded)
+            if run >= 2:  # the first calls warm up
+                steps["decode"].append(decode)
+                for step, ms in result.timings_ms.items():
+                    steps[step].append(ms)
+        out[f"{width}x{height}"] = {step: statistics.median(v) for step, v in steps.items()}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--test-list", type=Path, default=REPO / "stage3" / "test.txt")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
+    parser.add_argument("--detectors", nargs="+", default=["mtcnn", "haar"])
+    parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N test photos (0: all)")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per size for the 640x480/1920x1080 rows")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "whole_photo.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    root = resolve_data_root(args.data_root)
+    photos = sorted({r.image for r in read_list(args.test_list)})
+    if args.limit:
+        photos = photos[: args.limit]
+    labels_by_photo = defaultdict(list)
+    for face in read_labels(root):
+        labels_by_photo[face.image].append(face)
+    model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
+
+    lines = [f"Machine: {machine()}; {args.threads} threads; network backend {args.backend}; "
+             f"checkpoint {args.checkpoint.name}; {len(photos)} test photos of {args.test_list.name}.", "",
+             "| detector | faces | recall before / after classifier (IoU>=0.5) | false faces per photo before / after "
+             "| nme_io on matched faces (median) | ms per photo (median: decode + detector + crops + network) |",
+             "|---|---:|---:|---:|---:|---|"]
+    sized = None
+    for name in args.detectors:
+        predictor = PhotoPredictor(model, payload["config"], create_detector(name, min_face=args.min_face))
+        r = score(photos, labels_by_photo, predictor, root)
+        print(name, r, flush=True)
+        steps = " + ".join(f"{r['ms'][s]:.1f}" for s in ("decode", "detector", "crops", "network"))
+        lines.append(f"| {name} | {r['faces']} | {r['recall_all']:.1f} % / {r['recall_kept']:.1f} % | "
+                     f"{r['false_all']:.3f} / {r['false_kept']:.3f} | {r['nme_io']:.2f} % ({r['nme_io_median']:.2f} %, "
+                     f"{r['matched']} faces) | {r['ms_total_median']:.1f} ({steps}) |")
+        if sized is None:
+            sized = (name, timing_at_sizes(root / photos[0], predictor, [(640, 480), (1920, 1080)], args.runs))
+    name, by_size = sized
+    lines += ["", f"Time per photo by size ({name} detector, one test photo resized, median of {args.runs} runs, ms):",
+              "", "| size | decode | detector | crops | network | total |", "|---|---:|---:|---:|---:|---:|"]
+    for size, steps in by_size.items():
+        lines.append(f"| {size} | " + " | ".join(f"{steps[s]:.1f}" for s in ("decode", "detector", "crops", "network"))
+                     + f" | {sum(steps.values()):.1f} |")
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
