@@ -10,6 +10,8 @@ by the list ratio, as in training).  dlib's points map onto ours: eye corners
 9 points (divided by the labelled 6-9 distance, SPEC section 5) and milliseconds
 per face on one thread, the photo already decoded to grayscale: dlib's call
 samples its own pixels; ours counts the crop, the normalisation and the network.
+Each system runs over all test faces in turn, each face once, as a program calling
+it face after face would (not one face repeated, which flatters both).
 dlib expects boxes like its own HOG detector's, so a second dlib row gets the
 labelled box moved and scaled to that convention (the median mapping, fitted on
 training faces).  Writes benchmarks/results/peers_dlib.md.
@@ -38,7 +40,7 @@ from facial_keypoints.images import crop_resized, load_gray  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import point_errors  # noqa: E402
-from facial_keypoints.transforms import eval_transform  # noqa: E402
+from facial_keypoints.transforms import crops_to_batch  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,30 +118,28 @@ def main(argv=None) -> int:
     systems["dlib 68 (labelled box)"] = ("dlib", None, None)
     systems["dlib 68 (box in dlib's convention)"] = ("dlib_adjusted", None, None)
 
-    truth, preds, times = [], defaultdict(list), defaultdict(list)
+    faces = []  # (gray PIL image, its numpy view, record): photos decoded once, before any timing
     for photo, records in test.items():
         gray_image = load_gray(root / photo)[0]
-        gray = np.asarray(gray_image)
-        for record in records:
-            truth.append(record.absolute_keypoints()[OURS])
-            for name, (kind, model, config) in systems.items():
-                started = time.perf_counter()
-                if kind == "ours":
-                    size = config["input_size"]
-                    crop = crop_resized(gray_image, record.box, size)
-                    image = eval_transform(config["normalize"])({"image": crop, "keypoints": np.zeros((21, 2)),
-                                                                 "face": 1.0})["image"][None]
-                    with torch.no_grad():
-                        out = model(image)
-                    frame = (out[0] if isinstance(out, tuple) else out).numpy().reshape(1, -1, 2)
-                    points = frame_to_image(frame, record.box[None], size)[0][OURS]
-                else:
-                    box = record.face_box if kind == "dlib" else adjust_boxes(record.face_box, *mapping)[0]
-                    rect = dlib.rectangle(*(int(round(v)) for v in box))
-                    shape = predictor(gray, rect)
-                    points = dlib_to_ours(np.array([[p.x, p.y] for p in shape.parts()], float))
-                times[name].append((time.perf_counter() - started) * 1e3)
-                preds[name].append(points)
+        faces += [(gray_image, np.asarray(gray_image), record) for record in records]
+    truth = [record.absolute_keypoints()[OURS] for _, _, record in faces]
+    preds, times = defaultdict(list), defaultdict(list)
+    for name, (kind, model, config) in systems.items():
+        for gray_image, gray, record in faces:  # one system at a time over all faces, as one program would
+            started = time.perf_counter()
+            if kind == "ours":
+                size = config["input_size"]
+                image = crops_to_batch(crop_resized(gray_image, record.box, size), config["normalize"])
+                with torch.no_grad():
+                    out = model(image)
+                frame = (out[0] if isinstance(out, tuple) else out).numpy().reshape(1, -1, 2)
+                points = frame_to_image(frame, record.box[None], size)[0][OURS]
+            else:
+                box = record.face_box if kind == "dlib" else adjust_boxes(record.face_box, *mapping)[0]
+                shape = predictor(gray, dlib.rectangle(*(int(round(v)) for v in box)))
+                points = dlib_to_ours(np.array([[p.x, p.y] for p in shape.parts()], float))
+            times[name].append((time.perf_counter() - started) * 1e3)
+            preds[name].append(points)
     truth = np.array(truth)
     # interocular from the labelled outer eye corners (positions 0 and 3 of OURS = points 6 and 9)
     io = np.linalg.norm(truth[:, 0] - truth[:, 3], axis=-1)

@@ -64,8 +64,15 @@ def load_backend(checkpoint, backend: str = "torch", onnx_path=None, threads: in
     model, payload = load_model(checkpoint)
     if backend == "torch":
         return model, payload
+    if backend == "onnx-int8":
+        from .quantize import int8_path
+        path = Path(onnx_path) if onnx_path else int8_path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"no int8 model {path} for {checkpoint}: make one with "
+                                    f"python -m facial_keypoints quantize --checkpoint {checkpoint} --list LIST")
+        return OnnxModel(path, threads), payload
     if backend != "onnx":
-        raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+        raise ValueError(f"unknown backend {backend!r}; choose torch, onnx or onnx-int8")
     onnx_path = Path(onnx_path) if onnx_path else Path(checkpoint).with_suffix(".onnx")
     if not os.access(onnx_path.parent, os.W_OK):  # e.g. the shipped model inside a read-only install
         from .cache import default_cache_dir

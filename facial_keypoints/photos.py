@@ -18,7 +18,7 @@ from .geometry import BoxError, expand_box, frame_to_image
 from .images import ImageError, crop_resized
 from .keypoints import POINT_NAMES
 from .plots import draw_points
-from .transforms import eval_transform
+from .transforms import crops_to_batch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -101,7 +101,6 @@ class PhotoPredictor:
         self.model, self.config, self.detector = model, config, detector
         self.face_threshold = face_threshold
         self.detect_max_side = detect_max_side
-        self.transform = eval_transform(config.get("normalize", True))
 
     def predict_photo(self, image: Image.Image) -> PhotoResult:
         width, height = image.size
@@ -129,14 +128,13 @@ class PhotoPredictor:
                 continue
             kept.append(n)
             crop_boxes.append(crop_box)
-            crops.append(self.transform({"image": crop_resized(gray, crop_box, size),
-                                         "keypoints": np.zeros((len(POINT_NAMES), 2)), "face": 0.0})["image"])
+            crops.append(crop_resized(gray, crop_box, size))
         timings["crops"] = (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
         if crops:
             with torch.no_grad():
-                output = self.model(torch.stack(crops))
+                output = self.model(crops_to_batch(crops, self.config.get("normalize", True)))
             keypoints, logits = output if isinstance(output, (tuple, list)) else (output, None)
             keypoints = keypoints.float().numpy().reshape(len(crops), -1, 2)
             scores = detections.scores[kept]

@@ -66,3 +66,21 @@ class ToTensor:
 def eval_transform(normalize: bool = True) -> Compose:
     """What every stage applies at test time (and stage 1 at training time)."""
     return Compose([Normalize() if normalize else ScaleToUnit(), ToTensor()])
+
+
+def crops_to_batch(crops, normalize: bool = True) -> torch.Tensor:
+    """(N, H, W) uint8 crops -> the (N, 1, H, W) batch ``eval_transform`` would build one sample at a time.
+
+    For inference on whole photos and in benchmarks, where the per-sample dict
+    costs more than a small network's forward pass.
+    """
+    batch = np.asarray(crops, dtype=np.float32)
+    if batch.ndim == 2:
+        batch = batch[None]
+    if normalize:
+        mean = batch.mean(axis=(1, 2), keepdims=True)
+        std = batch.std(axis=(1, 2), keepdims=True)
+        batch = (batch - mean) / np.where(std > 1e-6, std, 1.0)
+    else:
+        batch = batch / 255.0
+    return torch.from_numpy(np.ascontiguousarray(batch)).unsqueeze(1)

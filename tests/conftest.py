@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("FKD_TEST_DATA", REPO.parent / "shared" / "data"))
+REAL_DATA = Path(os.environ.get("FKD_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
 def keypoints_in_box(box, rng) -> np.ndarray:

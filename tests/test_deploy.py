@@ -1,0 +1,110 @@
+"""Training away from the photos (crop packs) and the int8 ONNX model."""
+import numpy as np
+import pytest
+import torch
+
+from facial_keypoints.__main__ import main as cli
+from facial_keypoints.cache import load_crops
+from facial_keypoints.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from facial_keypoints.crop_pack import CropPackError, read_pack, write_pack
+from facial_keypoints.detector_cli import Detector
+from facial_keypoints.evaluation import records_from_labels
+from facial_keypoints.export import OnnxModel, export_onnx, load_backend
+from facial_keypoints.labels import read_list, write_list
+from facial_keypoints.models import create_model
+from facial_keypoints.quantize import float_tail, int8_path, quantize_onnx
+from facial_keypoints.transforms import crops_to_batch
+from facial_keypoints.weights import DEFAULT_CHECKPOINT
+
+from conftest import REPO
+
+
+@pytest.fixture
+def train_list(synthetic_root, tmp_path):
+    root, _ = synthetic_root
+    write_list(tmp_path / "train.txt", records_from_labels(root, 0.25))
+    return root, tmp_path / "train.txt"
+
+
+def test_a_pack_holds_the_lists_crops_and_refuses_another_list(train_list, tmp_path):
+    root, path = train_list
+    records = read_list(path)
+    pack = write_pack(tmp_path / "pack.npz", records, root, 112, cache_dir=tmp_path / "cache", progress=False)
+    expected = load_crops([(r.image, r.box) for r in records], root, 112, tmp_path / "cache", progress=False)
+    assert np.array_equal(read_pack(pack, records, 112), expected)
+    records[0].box = records[0].box + 1
+    with pytest.raises(CropPackError, match="another list"):
+        read_pack(pack, records, 112)
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(CropPackError, match="not a crop pack"):
+        read_pack(tmp_path / "junk.npz", records, 112)
+
+
+def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch):
+    root, path = train_list
+    common = ["--train-list", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"),
+              "--crops", str(tmp_path / "pack.npz")]
+    detector = Detector(REPO / "stage1", {"arch": "stage1"})
+    assert detector.main(["--phase", "pack", "--data-root", str(root), *common]) == 0
+    monkeypatch.delenv("FKD_DATA_ROOT", raising=False)
+    save = tmp_path / "run"
+    assert detector.main(["--phase", "train", "--data-root", str(tmp_path / "no-such-root"), "--epochs", "1",
+                          "--batch-size", "4", "--log-interval", "0", "--save-directory", str(save), *common]) == 0
+    assert load_checkpoint(save / "last.pt")["epoch"] == 1
+
+
+def test_int8_keeps_the_decoding_in_float_and_stays_close(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("face_keypoints", backbone="fast_heatmap").eval()
+    float_path = export_onnx(model, tmp_path / "model.onnx")
+    tail = float_tail(float_path)
+    assert any("heatmaps" in name for name in tail) and any("Softmax" in name for name in tail)
+    crops = np.random.default_rng(0).integers(0, 256, (48, 112, 112)).astype(np.uint8)
+    out = quantize_onnx(float_path, tmp_path / "model.int8.onnx", crops)
+    batch = crops_to_batch(crops[:8])
+    with torch.no_grad():
+        expected = model(batch)
+    got = OnnxModel(out)(batch)
+    assert got[0].shape == expected[0].shape and got[1].shape == expected[1].shape
+    assert torch.isfinite(got[0]).all()
+    assert (got[0] - expected[0]).abs().mean() < 2.0  # pixels of the 112-px frame
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_onnx(float_path, tmp_path / "empty.onnx", crops[:0])
+
+
+def test_the_int8_backend_says_how_to_make_a_missing_model(tmp_path):
+    model = create_model("stage1")
+    save_checkpoint(make_checkpoint(model, {"arch": "stage1", "model_kwargs": {}, "input_size": 112,
+                                            "expand_ratio": 0.25, "normalize": True}), tmp_path / "m.pt")
+    with pytest.raises(FileNotFoundError, match="facial_keypoints quantize"):
+        load_backend(tmp_path / "m.pt", "onnx-int8")
+    assert int8_path(tmp_path / "m.pt") == tmp_path / "m.int8.onnx"
+
+
+def test_shipped_int8_model_agrees_with_the_float_one_on_real_faces(real_root, tmp_path):
+    records = [r for r in read_list_of_real_faces(real_root)][:40]
+    crops = load_crops([(r.image, r.box) for r in records], real_root / "I", 112, tmp_path, progress=False)
+    model, payload = load_model(DEFAULT_CHECKPOINT)
+    batch = crops_to_batch(crops, payload["config"]["normalize"])
+    with torch.no_grad():
+        keypoints, logits = model(batch)
+    int8_keypoints, int8_logits = load_backend(DEFAULT_CHECKPOINT, "onnx-int8")[0](batch)
+    assert (int8_keypoints - keypoints).abs().mean() < 0.6  # pixels of the 112-px frame
+    agree = (int8_logits.argmax(1) == logits.argmax(1)).float().mean()
+    assert agree >= 0.95 and logits.argmax(1).float().mean() >= 0.9  # these are all faces
+
+
+def read_list_of_real_faces(real_root):
+    return records_from_labels(real_root / "I", 0.25)
+
+
+def test_quantize_command_writes_beside_the_checkpoint(train_list, tmp_path, capsys):
+    root, path = train_list
+    model = create_model("face_keypoints", backbone="tiny_heatmap")
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(make_checkpoint(model, {"arch": "face_keypoints", "model_kwargs": {"backbone": "tiny_heatmap"},
+                                            "input_size": 112, "expand_ratio": 0.25, "normalize": True}), checkpoint)
+    assert cli(["quantize", "--checkpoint", str(checkpoint), "--list", str(path), "--data-root", str(root),
+                "--samples", "8", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    assert (tmp_path / "tiny.int8.onnx").is_file() and not list(tmp_path.glob("*.tmp*"))
+    assert "mean keypoint coordinate difference" in capsys.readouterr().out

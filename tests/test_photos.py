@@ -1,0 +1,183 @@
+"""Whole-photo predict: reading any photo, the detector -> crop -> network pipeline, and the CLI."""
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facial_keypoints.__main__ import main as cli
+from facial_keypoints.checkpoint import load_model
+from facial_keypoints.face_detection import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
+from facial_keypoints.geometry import iou
+from facial_keypoints.images import ImageError
+from facial_keypoints.labels import read_labels
+from facial_keypoints.metrics import keypoint_metrics
+from facial_keypoints.photos import PhotoPredictor, find_photos, open_photo
+from facial_keypoints.transforms import crops_to_batch, eval_transform
+from facial_keypoints.weights import DEFAULT_CHECKPOINT
+
+CONFIG = {"input_size": 112, "expand_ratio": 0.25, "normalize": True}
+
+
+def test_open_photo_applies_exif_rotation_alpha_and_gray(tmp_path):
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:, :10] = 255  # a white band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    shown = np.asarray(open_photo(tmp_path / "rotated.jpg"))
+    assert shown.shape == (60, 40, 3)  # width and height swap
+    assert shown[:10].mean() > 200 and shown[-10:].mean() < 50  # the band is now on top
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:4, :, :] = (0, 0, 255, 255)  # opaque blue on top, fully transparent below
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    composed = np.asarray(open_photo(tmp_path / "alpha.png"))
+    assert composed.shape == (8, 8, 3)
+    assert (composed[0, 0] == (0, 0, 255)).all() and (composed[7, 7] == 255).all()  # transparent -> white
+
+    Image.fromarray(np.full((5, 7), 90, np.uint8)).save(tmp_path / "gray.png")
+    Image.fromarray(np.full((5, 7), 90 * 256, np.uint16)).save(tmp_path / "gray16.png")
+    for name in ("gray.png", "gray16.png"):
+        image = open_photo(tmp_path / name)
+        assert image.mode == "RGB" and np.asarray(image).mean() == pytest.approx(90, abs=1)
+
+
+def test_open_photo_names_an_unreadable_file(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        open_photo(tmp_path / "broken.jpg")
+    with pytest.raises(ImageError, match="missing.jpg"):
+        open_photo(tmp_path / "missing.jpg")
+
+
+def test_find_photos_searches_folders_and_keeps_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/1.jpg", "a/b/2.PNG", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    found = find_photos([tmp_path / "a", tmp_path / "given.txt"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/1.jpg", "a/b/2.PNG", "given.txt"]
+
+
+def test_adjust_boxes_moves_and_scales_about_the_centre():
+    boxes = np.array([[10.0, 20.0, 110.0, 220.0]])
+    assert np.allclose(adjust_boxes(boxes, 0, 0, 1, 1), boxes)
+    moved = adjust_boxes(boxes, 0.1, -0.05, 0.5, 2.0)  # w 100, h 200, centre (60, 120)
+    assert np.allclose(moved, [[45.0, -90.0, 95.0, 310.0]])
+
+
+def test_crops_to_batch_matches_the_per_sample_transform():
+    crops = np.random.default_rng(0).integers(0, 256, (3, 112, 112)).astype(np.uint8)
+    crops[2] = 7  # a flat crop must not divide by zero
+    for normalize in (True, False):
+        batch = crops_to_batch(crops, normalize)
+        one_by_one = torch.stack([eval_transform(normalize)({"image": c, "keypoints": np.zeros((21, 2)),
+                                                             "face": 1.0})["image"] for c in crops])
+        assert batch.shape == (3, 1, 112, 112)
+        assert torch.allclose(batch, one_by_one, atol=1e-5)
+
+
+class FixedDetector:
+    """Always the same candidates, so the pipeline's geometry can be checked exactly."""
+
+    def __init__(self, boxes, scores):
+        self.boxes, self.scores = np.asarray(boxes, float), np.asarray(scores, float)
+        self.seen = []
+
+    def __call__(self, rgb):
+        self.seen.append(rgb.shape)
+        return Detections(self.boxes.copy(), self.scores.copy())
+
+
+class CentreModel(torch.nn.Module):
+    """Every point at the frame centre; face probability from the crop's brightness."""
+
+    def forward(self, x):
+        keypoints = torch.full((len(x), 42), 56.0)
+        bright = x.flatten(1).std(dim=1) > 0.5  # a crop with a white square has contrast
+        logits = torch.stack([(~bright).float() * 4, bright.float() * 4], dim=1)
+        return keypoints, logits
+
+
+def test_pipeline_maps_points_back_filters_non_faces_and_skips_boxes_off_the_photo():
+    pixels = np.zeros((300, 400, 3), np.uint8)
+    pixels[60:100, 60:100] = 255  # a "face": contrast inside the first box
+    detector = FixedDetector([[50, 50, 110, 110], [250, 150, 310, 210], [500, 500, 600, 600]], [0.9, 0.8, 0.7])
+    result = PhotoPredictor(CentreModel(), CONFIG, detector).predict_photo(Image.fromarray(pixels))
+    assert len(result.faces) == 2  # the third box lies outside the 400x300 photo
+    face, flat = result.faces
+    assert face.is_face and not flat.is_face and result.accepted == [face]
+    # Crop box = the box expanded by 25 % each side: (35, 35)-(125, 125); its centre is (80, 80).
+    assert np.allclose(face.crop_box, [35, 35, 125, 125])
+    assert np.allclose(face.keypoints, 80.0)
+    record = result.as_json("x.jpg", "m.pt", "fixed")
+    assert len(record["faces"]) == 1 and len(record["rejected"]) == 1
+    assert record["faces"][0]["keypoints"]["nose_tip"] == [80.0, 80.0]
+    assert set(result.timings_ms) == {"detector", "crops", "network"}
+
+
+def test_large_photos_are_shrunk_for_the_detector_only():
+    detector = FixedDetector([[100, 100, 200, 200]], [0.9])  # in the shrunk photo's pixels
+    predictor = PhotoPredictor(CentreModel(), CONFIG, detector, detect_max_side=500)
+    result = predictor.predict_photo(Image.new("RGB", (2000, 1000)))
+    assert detector.seen == [(250, 500, 3)]
+    assert np.allclose(result.faces[0].box, [400, 400, 800, 800])  # back in full-resolution pixels
+
+
+def test_single_head_models_keep_the_detector_score():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(112 * 112, 42))
+    detector = FixedDetector([[10, 10, 60, 60], [70, 10, 120, 60]], [0.9, 0.3])
+    result = PhotoPredictor(model.eval(), CONFIG, detector).predict_photo(Image.new("RGB", (200, 100)))
+    assert [f.face_score for f in result.faces] == [0.9, 0.3]
+    assert [f.is_face for f in result.faces] == [True, False]
+
+
+def test_shipped_default_model_loads_safely():
+    model, payload = load_model(DEFAULT_CHECKPOINT)  # torch.load(weights_only=True) inside
+    assert payload["optimizer"] is None and payload["config"]["arch"] == "face_keypoints"
+    keypoints, logits = model(torch.zeros(2, 1, 112, 112))
+    assert keypoints.shape == (2, 42) and logits.shape == (2, 2)
+    assert DEFAULT_CHECKPOINT.stat().st_size < 5 * 2**20
+
+
+def test_predict_command_writes_every_readable_photo_and_reports_the_rest(tmp_path, capsys):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(photos / "blank.jpg")
+    rgba = np.zeros((50, 50, 4), np.uint8)
+    Image.fromarray(rgba).save(photos / "clear.png")
+    (photos / "broken.jpg").write_bytes(b"\x00" * 10)
+    code = cli(["predict", str(photos), "--out", str(tmp_path / "out"), "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.jpg" in captured.err and "1 of 3" in captured.err
+    for stem in ("blank", "clear"):
+        record = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+        assert record["faces"] == [] and (tmp_path / "out" / f"{stem}.jpg").is_file()
+
+
+def test_predict_finds_real_faces_with_the_shipped_model(real_root, tmp_path):
+    labels = defaultdict(list)
+    for face in read_labels(real_root / "II"):
+        labels[face.image].append(face)
+    photos = [p for p in sorted(labels) if len(labels[p]) == 1][:4]
+    code = cli(["predict", *(str(real_root / "II" / p) for p in photos), "--out", str(tmp_path), "--threads", "2"])
+    assert code == 0
+    truth, predicted = [], []
+    for photo in photos:
+        record = json.loads((tmp_path / f"{photo.rsplit('.', 1)[0]}.json").read_text())
+        face = labels[photo][0]
+        matches = [f for f in record["faces"] if iou(face.box, np.array([f["box"]]))[0] >= 0.5]
+        if matches:
+            truth.append(face.keypoints)
+            predicted.append(np.array(list(matches[0]["keypoints"].values())))
+    # One of these four (a dark face cut off by the frame, 003976) is a known miss of the detector.
+    assert len(truth) >= 3
+    assert keypoint_metrics(np.array(predicted), np.array(truth))["nme_io"] < 8.0
+
+
+def test_mtcnn_boxes_come_back_in_the_label_convention():
+    detector = create_detector("mtcnn")
+    assert MTCNN_TO_LABEL[3] < 1  # labelled boxes are shorter than MTCNN's
+    assert detector(np.zeros((120, 160, 3), np.uint8)).boxes.shape == (0, 4)
