@@ -58,3 +58,12 @@ def append_row(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def write_table(lines: list[str], path: Path) -> str:
+    """Write a benchmark's markdown lines to ``path`` (under benchmarks/results/) and print them."""
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(text)
+    return text

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, write_table  # noqa: E402
 
 from facial_keypoints.export import OnnxModel, export_onnx  # noqa: E402
 from facial_keypoints.checkpoint import load_model  # noqa: E402
@@ -88,10 +88,7 @@ def main(argv=None) -> int:
         int8 = (f"{r['int8_b1_ms']:.2f}", f"{r['int8_b64_fps']:.0f}") if "int8_b1_ms" in r else ("", "")
         lines.append(f"| {r['model']} | {r['params']:,} | {r['torch_b1_ms']:.2f} | {r['onnx_b1_ms']:.2f} | {int8[0]} | "
                      f"{r['torch_b64_fps']:.0f} | {r['onnx_b64_fps']:.0f} | {int8[1]} |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_table(lines, args.out)
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, write_table  # noqa: E402
 
 from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
 from facial_keypoints.export import load_backend  # noqa: E402
@@ -158,10 +158,7 @@ def main(argv=None) -> int:
         nme = point_errors(np.array(points), truth).mean(axis=1)[valid] / io[valid] * 100
         lines.append(f"| {name} | {nme.mean():.2f} % | {np.median(nme):.2f} % | {(nme > 10).mean() * 100:.1f} % | "
                      f"{statistics.median(times[name]):.3f} |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_table(lines, args.out)
     return 0
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, write_table  # noqa: E402
 
 from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
@@ -171,10 +171,7 @@ def main(argv=None) -> int:
     for size, steps in by_size.items():
         lines.append(f"| {size} | " + " | ".join(f"{steps[s]:.1f}" for s in ("decode", "detector", "crops", "network"))
                      + f" | {sum(steps.values()):.1f} |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_table(lines, args.out)
     return 0
 
 

@@ -126,3 +126,11 @@ def train_transform(args, config):
         if args.brightness or args.contrast:
             steps.append(RandomBrightnessContrast(args.brightness, args.contrast))
     return Compose(steps + eval_transform(config["normalize"]).transforms)
+
+
+def augmented_dataset(list_path, data_root, args):
+    """The training samples of ``list_path`` as the augmentation flags make them (for the data.py viewers)."""
+    from .dataset import FaceCrops
+    from .lists import resolve_data_root
+    return FaceCrops.from_list(list_path, resolve_data_root(data_root),
+                               transform=train_transform(args, {"normalize": not args.no_normalize}))

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from facial_keypoints.augment import add_augmentation_arguments, train_transform
-from facial_keypoints.dataset import FaceCrops
-from facial_keypoints.lists import resolve_data_root
+from facial_keypoints.augment import add_augmentation_arguments, augmented_dataset
 from facial_keypoints.plots import draw_points, grid
 
 STAGE_DIR = Path(__file__).resolve().parent
@@ -42,8 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples")
     add_augmentation_arguments(parser)
     args = parser.parse_args(argv)
-    dataset = FaceCrops.from_list(args.list, resolve_data_root(args.data_root),
-                                  transform=train_transform(args, {"normalize": not args.no_normalize}))
+    dataset = augmented_dataset(args.list, args.data_root, args)
     faces = np.flatnonzero(dataset.face_mask())
     non_faces = np.flatnonzero(~dataset.face_mask())
     rng = np.random.default_rng(args.seed)
