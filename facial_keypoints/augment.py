@@ -101,6 +101,44 @@ class RandomBrightnessContrast:
         return f"RandomBrightnessContrast(brightness={self.brightness}, contrast={self.contrast})"
 
 
+class RandomGamma:
+    """Darken or lighten the mid-tones: gamma drawn log-uniformly in [1/g, g] (dim photos, washed-out ones)."""
+
+    def __init__(self, gamma: float = 2.0, p: float = 0.5):
+        self.gamma, self.p = gamma, p
+
+    def __call__(self, sample: dict) -> dict:
+        if torch.rand(()).item() >= self.p:
+            return sample
+        gamma = float(np.exp(_uniform(-np.log(self.gamma), np.log(self.gamma))))
+        table = (255.0 * (np.arange(256) / 255.0) ** gamma).round().astype(np.uint8)
+        sample["image"] = table[sample["image"]]
+        return sample
+
+    def __repr__(self):
+        return f"RandomGamma(gamma={self.gamma}, p={self.p})"
+
+
+class RandomBlurNoise:
+    """Gaussian blur (sigma up to ``blur`` px) and/or sensor-like noise (std up to ``noise`` grey levels)."""
+
+    def __init__(self, blur: float = 1.5, noise: float = 8.0, p: float = 0.3):
+        self.blur, self.noise, self.p = blur, noise, p
+
+    def __call__(self, sample: dict) -> dict:
+        image = sample["image"]
+        if self.blur and torch.rand(()).item() < self.p:
+            image = cv2.GaussianBlur(image, (0, 0), _uniform(0.3, self.blur))
+        if self.noise and torch.rand(()).item() < self.p:
+            noise = torch.randn(image.shape).numpy() * _uniform(0, self.noise)
+            image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        sample["image"] = image
+        return sample
+
+    def __repr__(self):
+        return f"RandomBlurNoise(blur={self.blur}, noise={self.noise}, p={self.p})"
+
+
 def add_augmentation_arguments(parser) -> None:
     group = parser.add_argument_group("online augmentation (training only)")
     group.add_argument("--no-augment", action="store_true", help="train on plain crops")
@@ -110,6 +148,10 @@ def add_augmentation_arguments(parser) -> None:
     group.add_argument("--translate", type=float, default=0.1, help="max shift, fraction of the crop")
     group.add_argument("--brightness", type=float, default=0.25, help="max brightness change, fraction of 255")
     group.add_argument("--contrast", type=float, default=0.3, help="max relative contrast change")
+    group.add_argument("--light-gamma", type=float, default=0.0,
+                       help="max gamma (drawn in [1/g, g], half the samples; 0: off), e.g. 2 for dim photos")
+    group.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma, px (0: off)")
+    group.add_argument("--noise", type=float, default=0.0, help="max noise std, grey levels (0: off)")
     group.add_argument("--no-normalize", action="store_true",
                        help="scale pixels to 0..1 instead of per-image mean/std")
 
@@ -125,6 +167,10 @@ def train_transform(args, config):
             steps.append(RandomAffine(args.rotation, args.scale, args.translate))
         if args.brightness or args.contrast:
             steps.append(RandomBrightnessContrast(args.brightness, args.contrast))
+        if getattr(args, "light_gamma", 0):
+            steps.append(RandomGamma(args.light_gamma))
+        if getattr(args, "blur", 0) or getattr(args, "noise", 0):
+            steps.append(RandomBlurNoise(args.blur, args.noise))
     return Compose(steps + eval_transform(config["normalize"]).transforms)
 
 

@@ -89,3 +89,27 @@ def test_augmentation_is_reproducible_from_the_torch_seed():
     torch.manual_seed(5)
     b = transform(marked_sample(np.random.default_rng(0)))["keypoints"]
     np.testing.assert_array_equal(a, b)
+
+
+def test_gamma_darkens_or_lightens_mid_tones_and_keeps_the_extremes():
+    from facial_keypoints.augment import RandomGamma
+    sample = {"image": np.array([[0, 64, 128, 255]], np.uint8), "keypoints": np.ones((21, 2), np.float32)}
+    seen = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = RandomGamma(2.0, p=1.0)({k: np.copy(v) for k, v in sample.items()})["image"][0]
+        assert out[0] == 0 and out[3] == 255 and out.dtype == np.uint8
+        assert 255 * 0.5 ** 2 - 1 <= out[2] <= 255 * 0.5 ** 0.5 + 1  # gamma within [1/2, 2]
+        seen.add(np.sign(int(out[2]) - 128))
+    assert seen >= {-1, 1}  # both darker and lighter happen
+
+
+def test_blur_and_noise_change_pixels_not_points():
+    from facial_keypoints.augment import RandomBlurNoise
+    torch.manual_seed(0)
+    sample = marked_sample(np.random.default_rng(0))
+    points = sample["keypoints"].copy()
+    out = RandomBlurNoise(1.0, 4.0, p=1.0)({k: np.copy(v) for k, v in sample.items()})
+    np.testing.assert_array_equal(out["keypoints"], points)
+    assert out["image"].dtype == np.uint8 and not np.array_equal(out["image"], sample["image"])
+    assert_marks_follow_points(out, tolerance=1.0)  # blur spreads a mark but keeps its centre
