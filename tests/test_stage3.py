@@ -84,3 +84,34 @@ def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
     assert command(["evaluate", "--checkpoint", str(tmp_path / "m" / "best.pt"), "--data", str(root),
                     "--out", str(tmp_path / "eval"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"] == len(faces)
+
+
+def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
+    from collections import defaultdict
+    from facial_keypoints.face_detection import Detections
+    module = load_script("stage3", "detector_examples")
+    root, faces = synthetic_root
+    labels = defaultdict(list)
+    for face in read_labels(root):
+        labels[face.image].append(face)
+    image, box, points = faces[0]
+    shifted = box + np.array([4, 4, 4, 4])  # IoU with the labelled box well above 0.5
+    far = np.array([0, 0, 15, 15], float)   # off every face
+
+    def detector(rgb):
+        return Detections(np.stack([shifted, far]), np.array([0.99, 0.6]))
+
+    records = [r for r in read_list_records(root) if r.image == image]
+    found, non_faces = module.detector_examples(records, labels, root, detector, ratio=0.25, max_iou=0.3,
+                                                progress=False)
+    assert len(found) == 1 and len(non_faces) == 1
+    face = found[0]
+    assert face.label == 1 and non_faces[0].label == 0 and non_faces[0].keypoints is None
+    np.testing.assert_allclose(face.absolute_keypoints(), points, atol=1e-3)  # labelled points (3 decimals), new crop
+    side = shifted[2] - shifted[0]
+    assert face.box[0] == np.floor(shifted[0] - 0.25 * side)
+
+
+def read_list_records(root):
+    from facial_keypoints.evaluation import records_from_labels
+    return records_from_labels(root, 0.25)

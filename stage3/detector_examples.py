@@ -1,0 +1,87 @@
+"""Train as you deploy: add the face detector's own boxes to a stage-3 training list.
+
+Whole-photo predict crops each face from the detector's box, not the labelled
+one, and its false detections are the non-faces the classifier must reject.
+This runs the detector on the list's photos (training photos only) and writes a
+new list with, besides the original lines,
+- every labelled face again, cropped from the detector box that matches it
+  (IoU >= 0.5), with its labelled keypoints (label 1);
+- every detection whose IoU with all labelled faces is below --max-iou (label 0).
+
+    python stage3/detector_examples.py --data-root ../shared/data      # stage3/train_detector.txt
+    python stage3/detector.py --phase finetune --train-list stage3/train_detector.txt ...
+"""
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facial_keypoints.errors import run_reporting_errors
+from facial_keypoints.face_detection import create_detector
+from facial_keypoints.geometry import expand_box, iou
+from facial_keypoints.labels import ListRecord, read_labels, read_list, write_list
+from facial_keypoints.lists import resolve_data_root
+from facial_keypoints.photos import open_photo
+
+STAGE_DIR = Path(__file__).resolve().parent
+
+
+def detector_examples(records, labels_by_photo, root, detector, ratio: float, max_iou: float, progress=True):
+    """(faces, non_faces): ListRecords cut from the detector's boxes on the records' photos."""
+    faces, non_faces = [], []
+    for photo in tqdm(sorted({r.image for r in records}), desc="detecting", disable=not progress):
+        image = open_photo(root / photo)
+        width, height = image.size
+        labelled = labels_by_photo[photo]
+        boxes = detector(np.asarray(image)).boxes
+        label_boxes = np.array([f.box for f in labelled]).reshape(-1, 4)
+        for n, box in enumerate(boxes):
+            overlaps = iou(box, label_boxes) if len(label_boxes) else np.zeros(0)
+            best = int(overlaps.argmax()) if len(overlaps) else -1
+            try:
+                crop = expand_box(box, ratio, width, height)
+            except ValueError:
+                continue
+            source = f"{photo}: detection {n}"
+            if best >= 0 and overlaps[best] >= 0.5:
+                keypoints = labelled[best].keypoints - crop[:2]
+                faces.append(ListRecord(photo, crop, keypoints, 1, source, labelled[best].box))
+            elif not len(overlaps) or overlaps.max() < max_iou:
+                non_faces.append(ListRecord(photo, crop, None, 0, source, box))
+    return faces, non_faces
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--train-list", type=Path, default=STAGE_DIR / "train.txt")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "train_detector.txt")
+    parser.add_argument("--expand-ratio", type=float, default=0.25)
+    parser.add_argument("--max-iou", type=float, default=0.3)
+    parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    def run():
+        root = resolve_data_root(args.data_root)
+        records = read_list(args.train_list)
+        labels = defaultdict(list)
+        for face in read_labels(root):
+            labels[face.image].append(face)
+        detector = create_detector(args.detector, min_face=args.min_face)
+        faces, non_faces = detector_examples(records, labels, root, detector, args.expand_ratio, args.max_iou,
+                                             progress=not args.no_progress)
+        write_list(args.out, records + faces + non_faces)
+        print(f"wrote {args.out}: the {len(records)} lines of {args.train_list}, {len(faces)} faces cropped from "
+              f"detector boxes, {len(non_faces)} detector false positives as non-faces")
+        return 0
+    return run_reporting_errors(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
