@@ -262,6 +262,14 @@ class FastHeatmap(CompactHeatmap):
         super().__init__(input_size, width=16, blocks=(1, 1, 1), stem=8)
 
 
+@register("mid_heatmap")
+class MidHeatmap(CompactHeatmap):
+    """Between fast and compact: width 24, one block per level (43 MMAC); int8 about 0.25 ms per face."""
+
+    def __init__(self, input_size: int = 112):
+        super().__init__(input_size, width=24, blocks=(1, 1, 1), stem=16)
+
+
 @register("tiny_heatmap")
 class TinyHeatmap(CompactHeatmap):
     """Fast_heatmap without the block at 28x28 (10 MMAC): the fastest heatmap variant."""
