@@ -48,7 +48,7 @@ def open_photo(path) -> Image.Image:
             return image.convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"cannot read image {path}: {error}") from None
 
 

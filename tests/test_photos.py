@@ -181,3 +181,10 @@ def test_mtcnn_boxes_come_back_in_the_label_convention():
     detector = create_detector("mtcnn")
     assert MTCNN_TO_LABEL[3] < 1  # labelled boxes are shorter than MTCNN's
     assert detector(np.zeros((120, 160, 3), np.uint8)).boxes.shape == (0, 4)
+
+
+def test_open_photo_reports_a_decompression_bomb_as_an_image_error(tmp_path, monkeypatch):
+    Image.new("RGB", (100, 100)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit: PIL refuses it
+    with pytest.raises(ImageError, match="huge.png"):
+        open_photo(tmp_path / "huge.png")
