@@ -32,10 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_table  # noqa: E402
 
+from facial_keypoints.engine import model_outputs  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
 from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import adjust_boxes  # noqa: E402
-from facial_keypoints.geometry import frame_to_image  # noqa: E402
+from facial_keypoints.geometry import frame_to_image, iou  # noqa: E402
 from facial_keypoints.images import crop_resized, load_gray  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root  # noqa: E402
@@ -75,11 +76,10 @@ def fit_dlib_box(dlib, records_by_photo, root: Path, limit: int = 300):
         found = hog(gray, 0)
         for record in records:
             box = record.face_box
+            w, h = box[2] - box[0], box[3] - box[1]
             for d in found:
                 det = np.array([d.left(), d.top(), d.right(), d.bottom()], float)
-                w, h = box[2] - box[0], box[3] - box[1]
-                inter = max(0, min(box[2], det[2]) - max(box[0], det[0])) * max(0, min(box[3], det[3]) - max(box[1], det[1]))
-                if inter / (w * h + (det[2] - det[0]) * (det[3] - det[1]) - inter) > 0.4:
+                if iou(box, det[None])[0] > 0.4:
                     ratios.append([((det[0] + det[2]) - (box[0] + box[2])) / 2 / w,
                                    ((det[1] + det[3]) - (box[1] + box[3])) / 2 / h,
                                    (det[2] - det[0]) / w, (det[3] - det[1]) / h])
@@ -135,8 +135,7 @@ def main(argv=None) -> int:
                     size = config["input_size"]
                     image = crops_to_batch(crop_resized(gray_image, record.box, size), config["normalize"])
                     with torch.no_grad():
-                        out = model(image)
-                    frame = (out[0] if isinstance(out, tuple) else out).numpy().reshape(1, -1, 2)
+                        frame = model_outputs(model, image)[0].numpy().reshape(1, -1, 2)
                     points = frame_to_image(frame, record.box[None], size)[0][OURS]
                 else:
                     box = record.face_box if kind == "dlib" else adjust_boxes(record.face_box, *mapping)[0]

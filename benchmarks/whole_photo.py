@@ -21,7 +21,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -59,16 +58,12 @@ def match(boxes: np.ndarray, labelled: list) -> dict:
     return matched
 
 
-def score(photos, labels_by_photo, predictor, root, limit_ms_photos: int = 0):
+def score(photos, labels_by_photo, predictor, root):
     counts = defaultdict(float)
     preds, truths, timings = [], [], defaultdict(list)
     for photo in photos:
         labelled = labels_by_photo[photo]
-        started = time.perf_counter()
-        image = open_photo(root / photo)
-        decode = (time.perf_counter() - started) * 1e3
-        result = predictor.predict_photo(image)
-        timings["decode"].append(decode)
+        _, result = predictor.predict_file(root / photo)
         for step, ms in result.timings_ms.items():
             timings[step].append(ms)
         counts["faces"] += len(labelled)
@@ -111,12 +106,8 @@ def timing_at_sizes(photos: list[Path], predictor, sizes, runs: int) -> dict:
                 encoded = Path(tmp) / f"{n}_{width}x{height}.jpg"
                 open_photo(photo).resize((width, height)).save(encoded, quality=90)
                 for run in range(runs + 1):
-                    started = time.perf_counter()
-                    decoded = open_photo(encoded)
-                    decode = (time.perf_counter() - started) * 1e3
-                    result = predictor.predict_photo(decoded)
+                    _, result = predictor.predict_file(encoded)
                     if run:  # the first call of each photo warms up
-                        steps["decode"].append(decode)
                         for step, ms in result.timings_ms.items():
                             steps[step].append(ms)
             out[f"{width}x{height}"] = {step: statistics.median(v) for step, v in steps.items()}

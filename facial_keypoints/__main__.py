@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from .checkpoint import load_model
 from .errors import run_reporting_errors
 from .export import export_onnx, load_backend
-from .engine import select_device
+from .engine import model_outputs, select_device
 from .evaluation import face_metrics, predict_records, records_from_labels
 from .labels import ParseStats
 from .metrics import json_summary, summary_table
@@ -49,7 +48,7 @@ def predict(args) -> int:
     import torch
     from .face_detection import create_detector
     from .images import ImageError
-    from .photos import PhotoPredictor, find_photos, open_photo, write_outputs
+    from .photos import PhotoPredictor, find_photos, write_outputs
     if args.threads:
         torch.set_num_threads(args.threads)
     model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
@@ -61,15 +60,11 @@ def predict(args) -> int:
     failed, stems = 0, set()
     for path in photos:
         try:
-            started = time.perf_counter()
-            image = open_photo(path)
-            decode_ms = (time.perf_counter() - started) * 1e3
+            image, result = predictor.predict_file(path)
         except ImageError as error:
             print(f"error: {error} (skipped)", file=sys.stderr)
             failed += 1
             continue
-        result = predictor.predict_photo(image)
-        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
         stem = path.stem
         while stem in stems:  # two inputs with one name (from different folders) keep both outputs
             stem += "_"
@@ -108,11 +103,10 @@ def quantize(args) -> int:
         float_path.unlink(missing_ok=True)
     batch = crops_to_batch(crops, config["normalize"])
     with torch.no_grad():
-        expected = model(batch)
-    got = OnnxModel(out)(batch)
-    first = (lambda o: o[0] if isinstance(o, tuple) else o)
+        expected = model_outputs(model, batch)[0]
+    got = model_outputs(OnnxModel(out), batch)[0]
     faces = np.array([r.is_face for r in records])
-    shift = float(np.abs(first(expected).numpy() - first(got).numpy())[faces].mean()) if faces.any() else 0.0
+    shift = float(np.abs(expected.numpy() - got.numpy())[faces].mean()) if faces.any() else 0.0
     print(f"int8 vs float on the {int(faces.sum())} faces among the {len(crops)} calibration crops: "
           f"mean keypoint coordinate difference {shift:.3f} px (112-px frame)")
     print(f"wrote {out}")
@@ -177,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     qu = commands.add_parser("quantize", help="an int8 ONNX model of a checkpoint (CHECKPOINT.int8.onnx), "
                                               "calibrated on crops of a list")
     qu.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    qu.add_argument("--list", required=True, type=Path, help="a list file whose crops calibrate (e.g. stage3/train.txt)")
+    qu.add_argument("--list", required=True, type=Path,
+                    help="a list file whose crops calibrate (e.g. stage3/train.txt)")
     qu.add_argument("--data-root", default=None, help="default: $FKD_DATA_ROOT or data/")
     qu.add_argument("--samples", type=int, default=212, help="calibration crops, spread over the list")
     qu.add_argument("--out", type=Path, default=None)

@@ -40,22 +40,17 @@ class Detections:
 
 
 class MtcnnDetector:
-    name = "mtcnn"
-
-    def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6), threads: int | None = None):
+    def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6)):
         try:
             from facenet_pytorch import MTCNN
         except ImportError as error:  # a clear message, not a traceback from deep inside
             raise ImportError("the mtcnn face detector needs facenet-pytorch (pip install -r requirements.txt)") \
                 from error
-        self.threads = threads
         self.net = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), device="cpu",
                          post_process=False, select_largest=False)
 
     def __call__(self, rgb: np.ndarray) -> Detections:
         import torch
-        if self.threads:
-            torch.set_num_threads(self.threads)
         with torch.no_grad():
             boxes, scores = self.net.detect(rgb)
         if boxes is None:
@@ -64,8 +59,6 @@ class MtcnnDetector:
 
 
 class HaarDetector:
-    name = "haar"
-
     def __init__(self, min_face: int = 40):
         import cv2
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
+from .engine import model_outputs
 from .geometry import BoxError, expand_box, frame_to_image
 from .images import ImageError, crop_resized
 from .keypoints import POINT_NAMES
@@ -50,6 +51,17 @@ def open_photo(path) -> Image.Image:
         raise ImageError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"cannot read image {path}: {error}") from None
+
+
+def detect_faces(detector, image: Image.Image, max_side: int = 1280):
+    """The detector's Detections on ``image``, shrunk to ``max_side`` first if larger; boxes in ``image`` pixels."""
+    width, height = image.size
+    scale = min(1.0, max_side / max(width, height))
+    small = image if scale == 1.0 else image.resize((round(width * scale), round(height * scale)),
+                                                      Image.Resampling.BILINEAR)
+    detections = detector(np.asarray(small))
+    detections.boxes = detections.boxes / scale
+    return detections
 
 
 @dataclass
@@ -108,11 +120,8 @@ class PhotoPredictor:
         timings = result.timings_ms
 
         started = time.perf_counter()
-        scale = min(1.0, self.detect_max_side / max(width, height))
-        small = image if scale == 1.0 else image.resize((round(width * scale), round(height * scale)),
-                                                          Image.Resampling.BILINEAR)
-        detections = self.detector(np.asarray(small))
-        boxes = detections.boxes / scale
+        detections = detect_faces(self.detector, image, self.detect_max_side)
+        boxes = detections.boxes
         timings["detector"] = (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
@@ -134,8 +143,7 @@ class PhotoPredictor:
         started = time.perf_counter()
         if crops:
             with torch.no_grad():
-                output = self.model(crops_to_batch(crops, self.config.get("normalize", True)))
-            keypoints, logits = output if isinstance(output, (tuple, list)) else (output, None)
+                keypoints, logits = model_outputs(self.model, crops_to_batch(crops, self.config.get("normalize", True)))
             keypoints = keypoints.float().numpy().reshape(len(crops), -1, 2)
             scores = detections.scores[kept]
             face_prob = (torch.softmax(logits.float(), dim=1)[:, 1].numpy() if logits is not None else scores)
@@ -145,6 +153,15 @@ class PhotoPredictor:
                                          bool(face_prob[i] >= self.face_threshold)))
         timings["network"] = (time.perf_counter() - started) * 1e3
         return result
+
+    def predict_file(self, path) -> tuple[Image.Image, PhotoResult]:
+        """Read ``path`` (``open_photo``; ImageError if it cannot) and predict; timings start with the decode."""
+        started = time.perf_counter()
+        image = open_photo(path)
+        decode_ms = (time.perf_counter() - started) * 1e3
+        result = self.predict_photo(image)
+        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+        return image, result
 
 
 def draw_result(image: Image.Image, result: PhotoResult) -> Image.Image:

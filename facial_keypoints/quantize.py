@@ -5,7 +5,8 @@ training crops.  Quantizing the whole network costs the compact heatmap model a
 third of its accuracy (test nme_io 3.44 % -> 4.62 %): the soft-argmax turns
 small errors in the heatmap logits into large coordinate errors.  So the last
 convolution and everything after it (the decoding, and the classifier's fully
-connected layers) stay in float: 3.49 %, at 2.2x the float speed (stage3/README.md).
+connected layers) stay in float: 3.46 % for the shipped model, at 2.2x the float
+speed (stage3/README.md).
 """
 from __future__ import annotations
 

@@ -25,13 +25,19 @@ class Compose:
         return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
 
 
+def standardize(images: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the last two axes, per image (a flat image stays 0)."""
+    images = np.asarray(images, dtype=np.float32)
+    mean = images.mean(axis=(-2, -1), keepdims=True)
+    std = images.std(axis=(-2, -1), keepdims=True)
+    return (images - mean) / np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
 class Normalize:
     """Per-image standardisation: zero mean, unit variance (a flat image stays 0)."""
 
     def __call__(self, sample: dict) -> dict:
-        image = np.asarray(sample["image"], dtype=np.float32)
-        std = image.std()
-        sample["image"] = (image - image.mean()) / (std if std > 1e-6 else 1.0)
+        sample["image"] = standardize(sample["image"])
         return sample
 
     def __repr__(self):
@@ -77,10 +83,5 @@ def crops_to_batch(crops, normalize: bool = True) -> torch.Tensor:
     batch = np.asarray(crops, dtype=np.float32)
     if batch.ndim == 2:
         batch = batch[None]
-    if normalize:
-        mean = batch.mean(axis=(1, 2), keepdims=True)
-        std = batch.std(axis=(1, 2), keepdims=True)
-        batch = (batch - mean) / np.where(std > 1e-6, std, 1.0)
-    else:
-        batch = batch / 255.0
+    batch = standardize(batch) if normalize else batch / 255.0
     return torch.from_numpy(np.ascontiguousarray(batch)).unsqueeze(1)

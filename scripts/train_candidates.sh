@@ -5,10 +5,10 @@
 #
 #   python stage3/gen_train_test.py --data-root ../shared/data
 #   python stage3/detector.py --phase pack --crops .device/stage3_train.npz
-#   OUT=results bash scripts/train_candidates.sh .device/stage3_train.npz 240
+#   OUT=results bash scripts/train_candidates.sh .device/stage3_train.npz 200
 #
-# Each candidate writes its checkpoints and log under $OUT/NAME/, then one tar per
-# candidate holds best.pt, last.pt's history and the log.
+# Each candidate writes its checkpoints and log under $OUT/NAME/; then one tar per
+# candidate keeps best.pt, loss_history.csv and the logs (each run stops after $LIMIT s).
 set -uo pipefail
 PACK="$1"; EPOCHS="${2:-240}"; OUT="${OUT:-results}"; LIMIT="${LIMIT:-520}"; WORKERS="${WORKERS:-3}"
 PY="${PY:-python3}"

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.face_detection import create_detector
-from facial_keypoints.geometry import expand_box, iou
+from facial_keypoints.geometry import BoxError, expand_box, iou
 from facial_keypoints.labels import ListRecord, read_labels, read_list, write_list
 from facial_keypoints.lists import resolve_data_root
-from facial_keypoints.photos import open_photo
+from facial_keypoints.photos import detect_faces, open_photo
 
 STAGE_DIR = Path(__file__).resolve().parent
 
@@ -36,14 +36,14 @@ def detector_examples(records, labels_by_photo, root, detector, ratio: float, ma
         image = open_photo(root / photo)
         width, height = image.size
         labelled = labels_by_photo[photo]
-        boxes = detector(np.asarray(image)).boxes
+        boxes = detect_faces(detector, image).boxes  # as predict sees the photo
         label_boxes = np.array([f.box for f in labelled]).reshape(-1, 4)
         for n, box in enumerate(boxes):
             overlaps = iou(box, label_boxes) if len(label_boxes) else np.zeros(0)
             best = int(overlaps.argmax()) if len(overlaps) else -1
             try:
                 crop = expand_box(box, ratio, width, height)
-            except ValueError:
+            except BoxError:
                 continue
             source = f"{photo}: detection {n}"
             if best >= 0 and overlaps[best] >= 0.5:
