@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_output
 from .cache import load_crops
 
 
@@ -30,12 +29,8 @@ def write_pack(path, records, data_root, size: int, cache_dir=None, progress: bo
     crops = load_crops([(r.image, r.box) for r in records], data_root, size, cache_dir,
                        sources=[r.source for r in records], progress=progress)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(handle)
-    with open(tmp, "wb") as out:
+    with atomic_output(path) as tmp, open(tmp, "wb") as out:
         np.savez_compressed(out, crops=crops, digest=np.array(records_digest(records)))
-    os.replace(tmp, path)
     return path
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_output
 from .checkpoint import load_model
 
 
@@ -19,16 +20,13 @@ def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int 
         out = model(example)
     outputs = ["keypoints", "face_logits"] if isinstance(out, (tuple, list)) else ["keypoints"]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with warnings.catch_warnings():
+    with atomic_output(path) as tmp, warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript;
         # it still exports these convolutional nets exactly (checked by tests/test_export.py).
         warnings.simplefilter("ignore")
         torch.onnx.export(model, example, tmp, input_names=["image"], output_names=outputs,
                           dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
                           opset_version=opset, dynamo=False)
-    os.replace(tmp, path)
     return path
 
 

@@ -6,8 +6,10 @@ training loop, the metrics and the evaluator never need to know which it is.
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -218,14 +220,35 @@ def soft_argmax(heatmaps: torch.Tensor, frame_size: int) -> torch.Tensor:
 
     The softmax over each map is a probability of where the point is; its mean
     position is differentiable and sub-pixel, so the coordinate loss trains the maps.
+    The mean is one matrix product with a constant (H*W, 2) grid of pixel centres:
+    in ONNX that is a single MatMul, not a chain of shape arithmetic.
     """
-    n, k, h, w = heatmaps.shape
-    probs = torch.softmax(heatmaps.float().reshape(n, k, h * w), dim=-1).reshape(n, k, h, w)
-    xs = (torch.arange(w, device=heatmaps.device, dtype=probs.dtype) + 0.5) * (frame_size / w)
-    ys = (torch.arange(h, device=heatmaps.device, dtype=probs.dtype) + 0.5) * (frame_size / h)
-    x = (probs.sum(dim=2) * xs).sum(dim=-1)
-    y = (probs.sum(dim=3) * ys).sum(dim=-1)
-    return torch.stack([x, y], dim=-1).reshape(n, 2 * k)
+    k, h, w = (int(s) for s in heatmaps.shape[1:])
+    probs = torch.softmax(heatmaps.float().reshape(-1, k, h * w), dim=-1)
+    grid = pixel_grid(h, w, frame_size).to(probs.device)
+    return (probs @ grid).reshape(-1, 2 * k)
+
+
+@functools.cache
+def pixel_grid(h: int, w: int, frame_size: int) -> torch.Tensor:
+    """(H*W, 2) frame coordinates (x, y) of the centres of an H x W map's cells, row by row."""
+    xs = (np.arange(w) + 0.5) * (frame_size / w)
+    ys = (np.arange(h) + 0.5) * (frame_size / h)
+    gx, gy = np.meshgrid(xs, ys)
+    return torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32))
+
+
+def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Nearest upsampling of ``x`` to ``like``'s height and width.
+
+    An exact doubling uses a constant scale factor, which exports to ONNX as one
+    Resize with constant scales instead of Shape/Gather/Concat arithmetic (and
+    lets the int8 model keep ONNX Runtime's static shape inference).
+    """
+    h, w = int(like.shape[-2]), int(like.shape[-1])
+    if (h, w) == (2 * int(x.shape[-2]), 2 * int(x.shape[-1])):
+        return nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    return nn.functional.interpolate(x, size=(h, w), mode="nearest")
 
 
 @register("compact_heatmap")
@@ -247,9 +270,8 @@ class CompactHeatmap(KeypointNet):
 
     def forward_with_embedding(self, x):
         c1, c2, c3 = self.trunk(x)
-        p2 = self.lateral2(c2) + nn.functional.interpolate(self.reduce3(c3), size=c2.shape[-2:], mode="nearest")
-        p2 = self.smooth2(p2)
-        p1 = self.lateral1(c1) + nn.functional.interpolate(p2, size=c1.shape[-2:], mode="nearest")
+        p2 = self.smooth2(self.lateral2(c2) + upsample_to(self.reduce3(c3), c2))
+        p1 = self.lateral1(c1) + upsample_to(p2, c1)
         return soft_argmax(self.heatmaps(self.smooth1(p1)), self.input_size), c3.mean(dim=(2, 3))
 
 

@@ -1,8 +1,10 @@
 import os
+import stat
 
 import pytest
 import torch
 
+from facial_keypoints.atomic import atomic_output
 from facial_keypoints.checkpoint import (CheckpointError, load_checkpoint, load_model, make_checkpoint,
                                          save_checkpoint)
 from facial_keypoints.models import create_model
@@ -71,3 +73,20 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(tmp_path / "last.pt", weights_only=True)["n"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_atomic_output_leaves_the_old_file_on_error_and_plain_permissions_on_success(tmp_path):
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash while writing")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_output(tmp_path / "new" / "model.bin") as tmp:
+        tmp.write_bytes(b"new")
+    written = tmp_path / "new" / "model.bin"
+    assert written.read_bytes() == b"new"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask  # not mkstemp's owner-only 0600

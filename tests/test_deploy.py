@@ -1,5 +1,6 @@
 """Training away from the photos (crop packs) and the int8 ONNX model."""
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from facial_keypoints.evaluation import records_from_labels
 from facial_keypoints.export import OnnxModel, export_onnx, load_backend
 from facial_keypoints.labels import read_list, write_list
 from facial_keypoints.models import create_model
-from facial_keypoints.quantize import float_tail, int8_path, quantize_onnx
+from facial_keypoints.quantize import float_nodes, int8_path, quantize_onnx
 from facial_keypoints.transforms import crops_to_batch
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
@@ -53,12 +54,13 @@ def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch)
     assert load_checkpoint(save / "last.pt")["epoch"] == 1
 
 
-def test_int8_keeps_the_decoding_in_float_and_stays_close(tmp_path):
+def test_int8_keeps_the_first_conv_and_the_decoding_in_float_and_stays_close(tmp_path):
     torch.manual_seed(0)
     model = create_model("face_keypoints", backbone="fast_heatmap").eval()
     float_path = export_onnx(model, tmp_path / "model.onnx")
-    tail = float_tail(float_path)
-    assert any("heatmaps" in name for name in tail) and any("Softmax" in name for name in tail)
+    kept = float_nodes(float_path)
+    assert any("heatmaps" in name for name in kept) and any("Softmax" in name for name in kept)
+    assert any("stem.0" in name for name in kept)
     crops = np.random.default_rng(0).integers(0, 256, (48, 112, 112)).astype(np.uint8)
     out = quantize_onnx(float_path, tmp_path / "model.int8.onnx", crops)
     batch = crops_to_batch(crops[:8])
@@ -68,6 +70,9 @@ def test_int8_keeps_the_decoding_in_float_and_stays_close(tmp_path):
     assert got[0].shape == expected[0].shape and got[1].shape == expected[1].shape
     assert torch.isfinite(got[0]).all()
     assert (got[0] - expected[0]).abs().mean() < 2.0  # pixels of the 112-px frame
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "QLinearConv" in ops or "QuantizeLinear" in ops  # the trunk really is 8-bit
+    assert not ops & {"Shape", "Gather", "Range"}  # no shape arithmetic left at run time
     with pytest.raises(ValueError, match="calibration"):
         quantize_onnx(float_path, tmp_path / "empty.onnx", crops[:0])
 

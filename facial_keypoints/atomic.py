@@ -1,0 +1,31 @@
+"""Files that appear whole or not at all: write beside the target, then rename over it."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_output(path, suffix: str = ".tmp"):
+    """Yield a fresh temporary path in ``path``'s folder; on success rename it over ``path``.
+
+    A crash or an error leaves the old file intact (the temporary one is removed),
+    and two writers never interleave their bytes in one file.  The result gets the
+    permissions a plainly created file would (mkstemp's are owner-only), so a
+    shipped model stays readable by every user of an installation.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
