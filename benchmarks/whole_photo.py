@@ -32,30 +32,14 @@ from common import machine, write_table  # noqa: E402
 
 from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
-from facial_keypoints.geometry import iou  # noqa: E402
+from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import keypoint_metrics  # noqa: E402
-from facial_keypoints.photos import PhotoPredictor, open_photo  # noqa: E402
+from facial_keypoints.photos import PhotoPredictor, face_threshold_of, open_photo  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def match(boxes: np.ndarray, labelled: list) -> dict:
-    """Greedy one-to-one matching at IoU >= 0.5, best pairs first: {candidate index: labelled index}."""
-    pairs = []
-    for j, face in enumerate(labelled):
-        if len(boxes):
-            for i, overlap in enumerate(iou(face.box, boxes)):
-                if overlap >= 0.5:
-                    pairs.append((overlap, i, j))
-    matched, used = {}, set()
-    for _, i, j in sorted(pairs, reverse=True):
-        if i not in matched and j not in used:
-            matched[i] = j
-            used.add(j)
-    return matched
 
 
 def score(photos, labels_by_photo, predictor, root):
@@ -69,7 +53,7 @@ def score(photos, labels_by_photo, predictor, root):
         counts["faces"] += len(labelled)
         for stage, faces in (("all", result.faces), ("kept", result.accepted)):
             boxes = np.array([f.box for f in faces]).reshape(-1, 4)
-            matched = match(boxes, labelled)
+            matched = match_boxes(boxes, [f.box for f in labelled])
             counts[f"found_{stage}"] += len(matched)
             if labelled:
                 far = [iou(b, np.array([f.box for f in labelled])).max() < 0.3 for b in boxes]
@@ -139,7 +123,8 @@ def main(argv=None) -> int:
     model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
 
     lines = [f"Machine: {machine()}; {args.threads} threads; network backend {args.backend}; "
-             f"checkpoint {args.checkpoint.name}; {len(photos)} test photos of {args.test_list.name}.", "",
+             f"checkpoint {args.checkpoint.name} (face threshold {face_threshold_of(payload['config']):.2f}); "
+             f"{len(photos)} test photos of {args.test_list.name}.", "",
              "| detector | faces | recall before / after classifier (IoU>=0.5) | false faces per photo before / after "
              "| nme_io on matched faces (median) | ms per photo (median: decode + detector + crops + network) |",
              "|---|---:|---:|---:|---:|---|"]

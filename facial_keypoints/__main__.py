@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
                     help="candidate boxes (both ship their weights in their packages)")
     pr.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
-    pr.add_argument("--face-threshold", type=float, default=0.5,
-                    help="keep a candidate when the classifier's face probability reaches this")
+    pr.add_argument("--face-threshold", type=float, default=None,
+                    help="keep a candidate when the classifier's face probability reaches this "
+                         "(default: the checkpoint's calibrated threshold, else 0.5)")
     pr.add_argument("--detect-max-side", type=int, default=1280,
                     help="larger photos are shrunk to this for the detector (crops use full resolution)")
     pr.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")

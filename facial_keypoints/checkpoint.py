@@ -90,7 +90,7 @@ def model_from_checkpoint(payload: dict, path="checkpoint") -> torch.nn.Module:
     arch = config.get("arch")
     if arch not in MODELS:
         raise CheckpointError(f"{path}: unknown architecture {arch!r}; registered: {', '.join(sorted(MODELS))}")
-    model = create_model(arch, **config.get("model_kwargs", {}))
+    model = create_model(arch, input_size=config.get("input_size", 112), **config.get("model_kwargs", {}))
     try:
         model.load_state_dict(payload["model"], strict=True)
     except RuntimeError as error:

@@ -27,6 +27,7 @@ from .lists import resolve_data_root, split_by_photo
 from .losses import KeypointLoss
 from .metrics import json_summary, summary_table
 from .models import MODELS, count_parameters, create_model, freeze, init_output
+from .photos import face_threshold_of
 from .plots import draw_points, grid, plot_ced, plot_loss_curves
 from .transforms import eval_transform
 
@@ -41,6 +42,9 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--train-list", type=Path, default=stage_dir / "train.txt")
     p.add_argument("--test-list", type=Path, default=stage_dir / "test.txt")
     p.add_argument("--arch", choices=sorted(MODELS), default=defaults.get("arch", "stage1"))
+    p.add_argument("--input-size", type=int, default=None,
+                   help="crop side in pixels (train: default 112; finetune: default the checkpoint's, and a "
+                        "different size carries the convolutional weights over to it)")
     p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64))
     p.add_argument("--test-batch-size", type=int, default=256)
     p.add_argument("--epochs", type=int, default=defaults.get("epochs", 40))
@@ -122,6 +126,22 @@ def classification_metrics(is_face, face_prob, threshold: float = 0.5) -> dict:
     }
 
 
+def resize_input(model, config: dict, size: int, path="checkpoint"):
+    """The same weights in a model built for ``size`` x ``size`` crops.
+
+    Convolutional weights do not depend on the image size, so a smaller input
+    (less arithmetic per face) can start from a trained model and be finetuned;
+    models with size-bound layers (stage 1's fully connected ones) refuse.
+    """
+    try:
+        resized = create_model(config["arch"], input_size=size, **config["model_kwargs"])
+        resized.load_state_dict(model.state_dict())
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: cannot move {config['arch']} to {size}x{size} inputs: "
+                              f"{str(error).splitlines()[0]}") from None
+    return resized
+
+
 class Detector:
     """One stage's phases.  Stages customise by passing ``train_transform`` and ``loss_factory``."""
 
@@ -166,7 +186,8 @@ class Detector:
     def config(self) -> dict:
         settings = list_settings(self.args.train_list)
         backbone = getattr(self.args, "backbone", None)
-        return {"arch": self.args.arch, "model_kwargs": {"backbone": backbone} if backbone else {}, "input_size": 112,
+        return {"arch": self.args.arch, "model_kwargs": {"backbone": backbone} if backbone else {},
+                "input_size": self.args.input_size or 112,
                 "expand_ratio": settings.get("expand_ratio", 0.25),
                 "normalize": not getattr(self.args, "no_normalize", False)}
 
@@ -192,7 +213,7 @@ class Detector:
         config = config or self.config()
         train_set, val_set = self.datasets(config)
         if model is None:
-            model = create_model(config["arch"], **config["model_kwargs"])
+            model = create_model(config["arch"], input_size=config["input_size"], **config["model_kwargs"])
             init_output(model, torch.from_numpy(train_set.frame_keypoints[train_set.face_mask()].mean(axis=0)))
         model.to(self.device)
         lr = lr if lr is not None else (args.lr if args.lr is not None else self.defaults.get("lr", 1e-3))
@@ -276,7 +297,12 @@ class Detector:
         metrics = face_metrics(records, result)
         extra = {}
         if result["face_prob"] is not None:
-            extra["classifier"] = classification_metrics([r.is_face for r in records], result["face_prob"])
+            threshold = face_threshold_of(payload["config"])
+            is_face = [r.is_face for r in records]
+            extra["classifier"] = dict(classification_metrics(is_face, result["face_prob"], threshold),
+                                       threshold=threshold)
+            if threshold != 0.5:  # also at the argmax cut, for comparison with uncalibrated models
+                extra["classifier_at_0.5"] = classification_metrics(is_face, result["face_prob"])
         out = self.args.save_directory
         out.mkdir(parents=True, exist_ok=True)
         plot_ced({f"{payload['config']['arch']} ({self.stage_dir.name})": metrics["nme_io_per_face"]},
@@ -284,9 +310,13 @@ class Detector:
         print(summary_table(metrics, f"test list {self.args.test_list} with {path}"))
         if extra:
             c = extra["classifier"]
-            print(f"face/non-face on {c['samples']} crops: accuracy {c['accuracy']:.2f}%, "
-                  f"face recall {c['face_recall']:.2f}%, non-face recall {c['non_face_recall']:.2f}% "
-                  f"(keypoint metrics above: faces only)")
+            print(f"face/non-face on {c['samples']} crops at face probability >= {c['threshold']:.2f}: "
+                  f"accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
+                  f"non-face recall {c['non_face_recall']:.2f}% (keypoint metrics above: faces only)")
+            if "classifier_at_0.5" in extra:
+                c = extra["classifier_at_0.5"]
+                print(f"  at 0.5: accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
+                      f"non-face recall {c['non_face_recall']:.2f}%")
         print(f"mean loss (112-px frame): {result['loss']:.4f}")
         print(f"cumulative error curve: {out / 'test_ced.png'}")
         print(json.dumps(json_summary(metrics, loss=result["loss"], checkpoint=str(path), **extra)))
@@ -294,6 +324,11 @@ class Detector:
 
     def phase_finetune(self):
         model, payload, path = self.load()
+        config = payload["config"]
+        if self.args.input_size and self.args.input_size != config["input_size"]:
+            model = resize_input(model, config, self.args.input_size, path).to(self.device)
+            config = dict(config, input_size=self.args.input_size)
+            log.info("input size %d -> %d", payload["config"]["input_size"], self.args.input_size)
         frozen = freeze(model, self.args.freeze) if self.args.freeze else []
         if frozen:
             log.info("frozen: %s", ", ".join(frozen))
@@ -303,7 +338,7 @@ class Detector:
         if self.args.save_directory == path.parent:
             self.args.save_directory = path.parent / "finetune"
         log.info("finetuning %s at lr %g with %s into %s", path, lr, self.args.optimizer, self.args.save_directory)
-        return self.phase_train(model=model, config=payload["config"], lr=lr)
+        return self.phase_train(model=model, config=config, lr=lr)
 
     def phase_pack(self):
         if self.args.crops is None:

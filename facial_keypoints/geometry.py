@@ -71,3 +71,18 @@ def covered(box, boxes) -> np.ndarray:
     """The share of each of (N, 4) ``boxes`` that lies inside ``box``."""
     inter, areas = _intersection_and_areas(box, boxes)
     return inter / np.maximum(areas, 1e-12)
+
+
+def match_boxes(boxes, labelled, threshold: float = 0.5) -> dict[int, int]:
+    """Greedy one-to-one matching at IoU >= ``threshold``, best pairs first: {box index: labelled index}."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    pairs = []
+    for j, face in enumerate(np.asarray(labelled, dtype=np.float64).reshape(-1, 4)):
+        if len(boxes):
+            pairs += [(overlap, i, j) for i, overlap in enumerate(iou(face, boxes)) if overlap >= threshold]
+    matched, used = {}, set()
+    for _, i, j in sorted(pairs, reverse=True):
+        if i not in matched and j not in used:
+            matched[i] = j
+            used.add(j)
+    return matched

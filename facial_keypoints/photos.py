@@ -100,8 +100,14 @@ class PhotoResult:
                 "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
 
 
+def face_threshold_of(config: dict) -> float:
+    """The face-probability cut a checkpoint was calibrated for (scripts/calibrate_face_threshold.py), else 0.5."""
+    return float(config.get("face_threshold", 0.5))
+
+
 class PhotoPredictor:
-    """Candidate boxes from ``detector``, kept where the network's face probability >= ``face_threshold``.
+    """Candidate boxes from ``detector``, kept where the network's face probability >= ``face_threshold``
+    (default: the checkpoint's ``face_threshold``, chosen on validation photos, else 0.5).
 
     ``model`` is a torch module or an ``export.OnnxModel``; ``config`` the
     checkpoint's (input size, expansion ratio, normalisation).  Photos larger
@@ -109,9 +115,10 @@ class PhotoPredictor:
     from the full-resolution photo.
     """
 
-    def __init__(self, model, config: dict, detector, face_threshold: float = 0.5, detect_max_side: int = 1280):
+    def __init__(self, model, config: dict, detector, face_threshold: float | None = None,
+                 detect_max_side: int = 1280):
         self.model, self.config, self.detector = model, config, detector
-        self.face_threshold = face_threshold
+        self.face_threshold = face_threshold if face_threshold is not None else face_threshold_of(config)
         self.detect_max_side = detect_max_side
 
     def predict_photo(self, image: Image.Image) -> PhotoResult:

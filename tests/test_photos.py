@@ -10,11 +10,11 @@ from PIL import Image
 from facial_keypoints.__main__ import main as cli
 from facial_keypoints.checkpoint import load_model
 from facial_keypoints.face_detection import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
-from facial_keypoints.geometry import iou
+from facial_keypoints.geometry import iou, match_boxes
 from facial_keypoints.images import ImageError
 from facial_keypoints.labels import read_labels
 from facial_keypoints.metrics import keypoint_metrics
-from facial_keypoints.photos import PhotoPredictor, find_photos, open_photo
+from facial_keypoints.photos import PhotoPredictor, face_threshold_of, find_photos, open_photo
 from facial_keypoints.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
@@ -188,3 +188,22 @@ def test_open_photo_reports_a_decompression_bomb_as_an_image_error(tmp_path, mon
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit: PIL refuses it
     with pytest.raises(ImageError, match="huge.png"):
         open_photo(tmp_path / "huge.png")
+
+
+def test_the_checkpoints_calibrated_threshold_is_the_default_and_a_flag_overrides_it():
+    detector = FixedDetector([[10, 10, 60, 60], [70, 10, 120, 60]], [0.9, 0.3])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(112 * 112, 42)).eval()  # face score = detector's
+    image = Image.new("RGB", (200, 100))
+    calibrated = dict(CONFIG, face_threshold=0.2)
+    assert [f.is_face for f in PhotoPredictor(model, calibrated, detector).predict_photo(image).faces] == [True, True]
+    assert [f.is_face for f in PhotoPredictor(model, calibrated, detector, face_threshold=0.5)
+            .predict_photo(image).faces] == [True, False]
+    assert face_threshold_of(CONFIG) == 0.5
+
+
+def test_match_boxes_pairs_each_face_once_best_overlap_first():
+    labelled = np.array([[0, 0, 100, 100], [200, 0, 300, 100]], float)
+    boxes = np.array([[5, 5, 105, 105], [0, 0, 100, 100], [400, 0, 500, 100], [210, 10, 300, 100]], float)
+    # Box 1 is the exact match of face 0; box 0 overlaps it too but may not take it twice.
+    assert match_boxes(boxes, labelled) == {1: 0, 3: 1}
+    assert match_boxes(np.zeros((0, 4)), labelled) == {}

@@ -115,3 +115,16 @@ def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
 def read_list_records(root):
     from facial_keypoints.evaluation import records_from_labels
     return records_from_labels(root, 0.25)
+
+
+def test_face_threshold_rule_takes_most_recall_within_the_false_face_budget():
+    calibrate = load_script("scripts", "calibrate_face_threshold")
+    face_best = np.array([0.9, 0.8, 0.32, 0.12, -1.0])  # best score per labelled face; -1: never detected
+    far = np.array([0.6, 0.11, 0.07])                  # candidates far from every face, 10 photos
+    rows = {r["threshold"]: r for r in calibrate.sweep(face_best, far, photos=10)}
+    assert rows[0.5]["recall"] == 40.0 and rows[0.5]["false_per_photo"] == pytest.approx(0.1)
+    assert rows[0.3]["recall"] == 60.0 and rows[0.1]["recall"] == 80.0
+    assert rows[0.1]["false_per_photo"] == pytest.approx(0.2)
+    chosen = calibrate.choose(list(rows.values()), max_false=0.1)
+    assert chosen["threshold"] == 0.3  # 0.1 and 0.05 find more faces but cost 0.2 and 0.3 false faces per photo
+    assert calibrate.choose(list(rows.values()), max_false=0.3)["threshold"] == 0.1  # ties: the higher cut

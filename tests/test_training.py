@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from facial_keypoints.augment import add_augmentation_arguments, train_transform
-from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from facial_keypoints.detector_cli import Detector
 from facial_keypoints.evaluation import records_from_labels
 from facial_keypoints.labels import write_list
@@ -102,3 +102,25 @@ def test_finetune_continues_an_adam_checkpoint_with_sgd(lists, tmp_path):
     # Frozen conv weights did not move; the head did.
     torch.testing.assert_close(tuned["model"]["features.conv1_1.weight"], first["model"]["features.conv1_1.weight"])
     assert not torch.equal(tuned["model"]["head.ip3.weight"], first["model"]["head.ip3.weight"])
+
+
+def test_finetune_moves_a_heatmap_model_to_a_smaller_input_and_stage1_refuses(lists, tmp_path, capsys):
+    root, train_list = lists
+    detector = Detector(REPO / "stage2", {"arch": "fast_heatmap", "lr": 1e-3, "optimizer": "adam"})
+    common = ["--data-root", str(root), "--train-list", str(train_list), "--batch-size", "4", "--val-fraction", "0.3",
+              "--log-interval", "0", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--epochs", "1"]
+    assert detector.main(["--phase", "train", "--save-directory", str(tmp_path / "run"), *common]) == 0
+    assert detector.main(["--phase", "finetune", "--checkpoint", str(tmp_path / "run" / "best.pt"),
+                          "--input-size", "96", "--save-directory", str(tmp_path / "small"), *common]) == 0
+    small = load_checkpoint(tmp_path / "small" / "last.pt")
+    assert small["config"]["input_size"] == 96 and small["epoch"] == 1
+    model = model_from_checkpoint(small).eval()
+    with torch.no_grad():
+        points = model(torch.zeros(2, 1, 96, 96))
+    assert points.shape == (2, 42) and 0 < points.min() and points.max() < 96  # in the 96-px frame
+    train(root, train_list, tmp_path / "s1", 1)  # stage1_bn: fully connected layers sized for 112
+    capsys.readouterr()
+    code = Detector(REPO / "stage1", {"arch": "stage1_bn"}).main(
+        ["--phase", "finetune", "--checkpoint", str(tmp_path / "s1" / "best.pt"), "--input-size", "96",
+         "--save-directory", str(tmp_path / "s1_small"), *common])
+    assert code == 2 and "cannot move stage1_bn to 96x96 inputs" in capsys.readouterr().err
