@@ -7,7 +7,8 @@ The shipped models (facial_keypoints/weights) get rows of their own, with their
 int8 ONNX model where one ships (python -m facial_keypoints quantize).
 
 Per model: median milliseconds per face at batch 1 on 1 thread (after warm-up),
-and faces per second at batch 64 on all cores.  Weights are random (speed does
+and faces per second at batch 64 on all cores; 112-px crops, or the shipped
+model's own input size.  Weights are random (speed does
 not depend on them).
 """
 from __future__ import annotations
@@ -51,10 +52,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "inference_speed.md")
     args = parser.parse_args(argv)
     rows = []
-    one, batch = torch.randn(1, 1, 112, 112), torch.randn(64, 1, 112, 112)
     runs64 = max(5, args.runs // 20)
 
-    def measure(label, model, onnx_path, int8=None):
+    def measure(label, model, onnx_path, int8=None, size=112):
+        one, batch = torch.randn(1, 1, size, size), torch.randn(64, 1, size, size)
         row = {"model": label, "params": count_parameters(model)}
         torch.set_num_threads(1)
         row["torch_b1_ms"] = median_seconds(lambda: model(one), args.runs, 20) * 1000
@@ -76,10 +77,11 @@ def main(argv=None) -> int:
             measure(name, model, export_onnx(model, Path(tmp) / f"{name}.onnx"))
         for checkpoint in sorted(WEIGHTS_DIR.glob("*.pt")):
             model, payload = load_model(checkpoint)
-            label = f"shipped {checkpoint.name} ({payload['config']['model_kwargs'].get('backbone', '')})"
+            size = payload["config"]["input_size"]
+            label = f"shipped {checkpoint.name} ({payload['config']['model_kwargs'].get('backbone', '')}, {size} px)"
             int8 = int8_path(checkpoint)
-            measure(label, model, export_onnx(model, Path(tmp) / f"{checkpoint.stem}.onnx"),
-                    int8 if int8.is_file() else None)
+            measure(label, model, export_onnx(model, Path(tmp) / f"{checkpoint.stem}.onnx", size),
+                    int8 if int8.is_file() else None, size)
     lines = [f"Machine: {machine()}; batch 1 on 1 thread (median of {args.runs} runs after 20 warm-up runs); "
              f"batch 64 on {args.threads} threads.", "",
              "| model | params | ms/face b1: torch | ONNX Runtime | ORT int8 | faces/s b64: torch | ONNX Runtime "

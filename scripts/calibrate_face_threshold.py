@@ -38,7 +38,7 @@ from facial_keypoints.photos import PhotoPredictor
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
-THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.501, 0.05)]
+THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 11)]  # 0.05 ... 0.5, plain floats (weights_only loads)
 
 
 def candidates(photos, labels_by_photo, predictor, root):
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
           f"{chosen['false_per_photo']:.3f} false faces per photo; rule: most recall with <= {args.max_false})")
     if args.write:
         target = load_checkpoint(args.write)
-        target["config"]["face_threshold"] = chosen["threshold"]
+        target["config"]["face_threshold"] = float(chosen["threshold"])
         save_checkpoint(target, args.write)
         print(f"stored face_threshold {chosen['threshold']:.2f} in {args.write}")
     return 0
