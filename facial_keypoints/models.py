@@ -364,7 +364,21 @@ def freeze(model: nn.Module, names: list[str]) -> list[str]:
         for param_name, param in hits:
             param.requires_grad_(False)
             frozen.append(param_name)
+    # A frozen batch norm must also keep its running statistics and use them: in train mode it
+    # would normalise with each batch's statistics and drift its running ones towards the new
+    # data, changing what the "frozen" layers compute.  Such a module stays in eval mode.
+    frozen_set = set(frozen)
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = [f"{module_name}.{n}" for n, _ in module.named_parameters()]
+            if params and all(n in frozen_set for n in params):
+                module.train = _stay_in_eval.__get__(module)
+                module.eval()
     return frozen
+
+
+def _stay_in_eval(self, mode: bool = True):
+    return nn.Module.train(self, False)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -101,6 +101,8 @@ def test_finetune_continues_an_adam_checkpoint_with_sgd(lists, tmp_path):
     assert "momentum_buffer" in str(tuned["optimizer"]["state"])  # an SGD state, not Adam's exp_avg
     # Frozen conv weights did not move; the head did.
     torch.testing.assert_close(tuned["model"]["features.conv1_1.weight"], first["model"]["features.conv1_1.weight"])
+    bn = [k for k in first["model"] if k.startswith("features.") and k.endswith("running_mean")]
+    assert bn and all(torch.equal(tuned["model"][k], first["model"][k]) for k in bn)  # frozen BN keeps its statistics
     assert not torch.equal(tuned["model"]["head.ip3.weight"], first["model"]["head.ip3.weight"])
 
 
