@@ -65,6 +65,13 @@ def sweep(face_best, far_scores, photos: int) -> list[dict]:
              "false_per_photo": float((far_scores >= t).sum() / photos)} for t in THRESHOLDS]
 
 
+def candidate_log_loss(face_best, far_scores, eps: float = 1e-6) -> float:
+    """Mean cross entropy over the detected labelled faces (should say face) and the far candidates (should not)."""
+    faces = np.clip(face_best[face_best >= 0], eps, 1 - eps)
+    far = np.clip(far_scores, eps, 1 - eps)
+    return float(-(np.log(faces).sum() + np.log(1 - far).sum()) / max(1, len(faces) + len(far)))
+
+
 def choose(rows: list[dict], max_false: float) -> dict:
     allowed = [r for r in rows if r["false_per_photo"] <= max_false] or [rows[-1]]
     return max(allowed, key=lambda r: (r["recall"], r["threshold"]))
@@ -95,6 +102,8 @@ def main(argv=None) -> int:
     detected = float((face_best >= 0).mean() * 100)
     print(f"{len(photos)} validation photos, {len(face_best)} labelled faces, {detected:.1f} % detected "
           f"(IoU >= 0.5); {len(far_scores)} candidates far from every face")
+    print(f"log loss of the classifier on these candidates (lower is better; compares models whose "
+          f"recalls tie): {candidate_log_loss(face_best, far_scores):.4f}")
     print("| threshold | recall after the classifier | false faces per photo |\n|---:|---:|---:|")
     for r in rows:
         print(f"| {r['threshold']:.2f} | {r['recall']:.1f} % | {r['false_per_photo']:.3f} |")

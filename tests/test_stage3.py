@@ -129,3 +129,10 @@ def test_face_threshold_rule_takes_most_recall_within_the_false_face_budget():
     assert type(chosen["threshold"]) is float  # a NumPy scalar would make the checkpoint fail weights_only loading
     assert chosen["threshold"] == 0.3  # 0.1 and 0.05 find more faces but cost 0.2 and 0.3 false faces per photo
     assert calibrate.choose(list(rows.values()), max_false=0.3)["threshold"] == 0.1  # ties: the higher cut
+
+
+def test_candidate_log_loss_ignores_undetected_faces_and_rewards_confidence():
+    calibrate = load_script("scripts", "calibrate_face_threshold")
+    sure = calibrate.candidate_log_loss(np.array([0.99, -1.0]), np.array([0.01]))
+    unsure = calibrate.candidate_log_loss(np.array([0.6, -1.0]), np.array([0.4]))
+    assert sure == pytest.approx(-np.log(0.99)) and unsure == pytest.approx(-np.log(0.6))
