@@ -86,3 +86,33 @@ def match_boxes(boxes, labelled, threshold: float = 0.5) -> dict[int, int]:
             matched[i] = j
             used.add(j)
     return matched
+
+
+# The labelled face box from the face's 21 keypoints: centre shift (x, y) as fractions of the
+# keypoints' extent, then (width, height) ratios to it.  Medians over the 1,937 faces of the
+# default split's training photos (fit_keypoints_to_box); from the true keypoints the box has
+# a median IoU of 0.86 with the labelled one (validation photos 0.87).
+KEYPOINTS_TO_BOX = (0.013, 0.103, 1.312, 1.325)
+
+
+def _extent(keypoints):
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    low, high = keypoints.min(axis=-2), keypoints.max(axis=-2)
+    return (low + high) / 2, np.maximum(high - low, 1e-6)
+
+
+def box_from_keypoints(keypoints, mapping=KEYPOINTS_TO_BOX) -> np.ndarray:
+    """(..., K, 2) keypoints -> (..., 4) face boxes in the labels' convention."""
+    centre, size = _extent(keypoints)
+    centre = centre + np.asarray(mapping[:2]) * size
+    half = np.asarray(mapping[2:]) * size / 2
+    return np.concatenate([centre - half, centre + half], axis=-1)
+
+
+def fit_keypoints_to_box(boxes, keypoints) -> tuple[float, float, float, float]:
+    """The median mapping ``box_from_keypoints`` uses, from labelled (N, 4) boxes and (N, K, 2) keypoints."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    centre, size = _extent(keypoints)
+    ratios = np.concatenate([((boxes[:, :2] + boxes[:, 2:]) / 2 - centre) / size,
+                             (boxes[:, 2:] - boxes[:, :2]) / size], axis=1)
+    return tuple(float(v) for v in np.median(ratios, axis=0))

@@ -10,7 +10,8 @@ from PIL import Image
 from facial_keypoints.__main__ import main as cli
 from facial_keypoints.checkpoint import load_model
 from facial_keypoints.face_detection import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
-from facial_keypoints.geometry import iou, match_boxes
+from facial_keypoints.geometry import (KEYPOINTS_TO_BOX, box_from_keypoints, expand_box, fit_keypoints_to_box,
+                                       frame_to_image, iou, match_boxes)
 from facial_keypoints.images import ImageError
 from facial_keypoints.labels import read_labels
 from facial_keypoints.metrics import keypoint_metrics
@@ -105,7 +106,7 @@ def test_pipeline_maps_points_back_filters_non_faces_and_skips_boxes_off_the_pho
     pixels = np.zeros((300, 400, 3), np.uint8)
     pixels[60:100, 60:100] = 255  # a "face": contrast inside the first box
     detector = FixedDetector([[50, 50, 110, 110], [250, 150, 310, 210], [500, 500, 600, 600]], [0.9, 0.8, 0.7])
-    result = PhotoPredictor(CentreModel(), CONFIG, detector).predict_photo(Image.fromarray(pixels))
+    result = PhotoPredictor(CentreModel(), CONFIG, detector, refine=False).predict_photo(Image.fromarray(pixels))
     assert len(result.faces) == 2  # the third box lies outside the 400x300 photo
     face, flat = result.faces
     assert face.is_face and not flat.is_face and result.accepted == [face]
@@ -120,7 +121,7 @@ def test_pipeline_maps_points_back_filters_non_faces_and_skips_boxes_off_the_pho
 
 def test_large_photos_are_shrunk_for_the_detector_only():
     detector = FixedDetector([[100, 100, 200, 200]], [0.9])  # in the shrunk photo's pixels
-    predictor = PhotoPredictor(CentreModel(), CONFIG, detector, detect_max_side=500)
+    predictor = PhotoPredictor(CentreModel(), CONFIG, detector, detect_max_side=500, refine=False)
     result = predictor.predict_photo(Image.new("RGB", (2000, 1000)))
     assert detector.seen == [(250, 500, 3)]
     assert np.allclose(result.faces[0].box, [400, 400, 800, 800])  # back in full-resolution pixels
@@ -129,7 +130,7 @@ def test_large_photos_are_shrunk_for_the_detector_only():
 def test_single_head_models_keep_the_detector_score():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(112 * 112, 42))
     detector = FixedDetector([[10, 10, 60, 60], [70, 10, 120, 60]], [0.9, 0.3])
-    result = PhotoPredictor(model.eval(), CONFIG, detector).predict_photo(Image.new("RGB", (200, 100)))
+    result = PhotoPredictor(model.eval(), CONFIG, detector, refine=False).predict_photo(Image.new("RGB", (200, 100)))
     assert [f.face_score for f in result.faces] == [0.9, 0.3]
     assert [f.is_face for f in result.faces] == [True, False]
 
@@ -195,8 +196,8 @@ def test_the_checkpoints_calibrated_threshold_is_the_default_and_a_flag_override
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(112 * 112, 42)).eval()  # face score = detector's
     image = Image.new("RGB", (200, 100))
     calibrated = dict(CONFIG, face_threshold=0.2)
-    assert [f.is_face for f in PhotoPredictor(model, calibrated, detector).predict_photo(image).faces] == [True, True]
-    assert [f.is_face for f in PhotoPredictor(model, calibrated, detector, face_threshold=0.5)
+    assert [f.is_face for f in PhotoPredictor(model, calibrated, detector, refine=False).predict_photo(image).faces] == [True, True]
+    assert [f.is_face for f in PhotoPredictor(model, calibrated, detector, face_threshold=0.5, refine=False)
             .predict_photo(image).faces] == [True, False]
     assert face_threshold_of(CONFIG) == 0.5
 
@@ -207,3 +208,38 @@ def test_match_boxes_pairs_each_face_once_best_overlap_first():
     # Box 1 is the exact match of face 0; box 0 overlaps it too but may not take it twice.
     assert match_boxes(boxes, labelled) == {1: 0, 3: 1}
     assert match_boxes(np.zeros((0, 4)), labelled) == {}
+
+
+class LayoutModel(torch.nn.Module):
+    """The same 21 points in every crop (a face filling the middle of the frame), always a face."""
+
+    def __init__(self):
+        super().__init__()
+        self.points = torch.from_numpy(np.random.default_rng(3).uniform(30, 80, (21, 2)).astype(np.float32))
+
+    def forward(self, x):
+        return self.points.reshape(1, 42).repeat(len(x), 1), torch.tensor([[0.0, 4.0]]).repeat(len(x), 1)
+
+
+def test_refine_crops_again_from_the_box_the_first_keypoints_imply():
+    detector = FixedDetector([[100, 80, 200, 190]], [0.9])
+    model = LayoutModel()
+    result = PhotoPredictor(model, CONFIG, detector).predict_photo(Image.new("RGB", (400, 300)))
+    layout = model.points.numpy().astype(np.float64)
+    first_crop = expand_box(np.array([100, 80, 200, 190.0]), 0.25, 400, 300)
+    box = box_from_keypoints(frame_to_image(layout[None], first_crop[None], 112)[0])
+    crop = expand_box(box, 0.25, 400, 300)
+    face = result.faces[0]
+    assert np.allclose(face.box, box) and np.allclose(face.crop_box, crop)
+    assert np.allclose(face.keypoints, frame_to_image(layout[None], crop[None], 112)[0], atol=1e-3)
+    assert face.detector_score == 0.9 and face.is_face
+
+
+def test_box_from_keypoints_inverts_its_fit_and_matches_the_labelled_boxes(real_root):
+    faces = [f for f in read_labels(real_root / "I")][:300]
+    boxes = np.array([f.box for f in faces])
+    keypoints = np.array([f.keypoints for f in faces])
+    mapping = fit_keypoints_to_box(boxes, keypoints)
+    assert np.allclose(mapping, KEYPOINTS_TO_BOX, atol=0.03)  # the constant is this fit, on more faces
+    overlaps = [iou(b, box_from_keypoints(k)[None])[0] for b, k in zip(boxes, keypoints)]
+    assert np.median(overlaps) > 0.8
