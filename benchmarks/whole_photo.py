@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5,
                         help="timed runs per photo and size for the 640x480/1920x1080 rows (10 photos)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-refine", action="store_true", help="one network pass on the detector's box")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "whole_photo.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -124,13 +125,15 @@ def main(argv=None) -> int:
 
     lines = [f"Machine: {machine()}; {args.threads} threads; network backend {args.backend}; "
              f"checkpoint {args.checkpoint.name} (face threshold {face_threshold_of(payload['config']):.2f}); "
+             f"{'one network pass' if args.no_refine else 'second pass on the keypoints box'}; "
              f"{len(photos)} test photos of {args.test_list.name}.", "",
              "| detector | faces | recall before / after classifier (IoU>=0.5) | false faces per photo before / after "
              "| nme_io on matched faces (median) | ms per photo (median: decode + detector + crops + network) |",
              "|---|---:|---:|---:|---:|---|"]
     sized = None
     for name in args.detectors:
-        predictor = PhotoPredictor(model, payload["config"], create_detector(name, min_face=args.min_face))
+        predictor = PhotoPredictor(model, payload["config"], create_detector(name, min_face=args.min_face),
+                                   refine=not args.no_refine)
         r = score(photos, labels_by_photo, predictor, root)
         print(name, r, flush=True)
         steps = " + ".join(f"{r['ms'][s]:.1f}" for s in ("decode", "detector", "crops", "network"))

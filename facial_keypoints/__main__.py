@@ -53,7 +53,7 @@ def predict(args) -> int:
         torch.set_num_threads(args.threads)
     model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
     predictor = PhotoPredictor(model.eval(), payload["config"], create_detector(args.detector, min_face=args.min_face),
-                               args.face_threshold, args.detect_max_side)
+                               args.face_threshold, args.detect_max_side, refine=not args.no_refine)
     photos = find_photos(args.paths)
     if not photos:
         raise FileNotFoundError(f"no photos under {' '.join(map(str, args.paths))}")
@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the checkpoint's calibrated threshold, else 0.5)")
     pr.add_argument("--detect-max-side", type=int, default=1280,
                     help="larger photos are shrunk to this for the detector (crops use full resolution)")
+    pr.add_argument("--no-refine", action="store_true",
+                    help="one network pass on the detector's box (default: a second pass on the box the first "
+                         "pass's keypoints imply)")
     pr.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     pr.set_defaults(func=predict)
 
