@@ -139,7 +139,9 @@ class PhotoPredictor:
         detections = detect_faces(self.detector, image, self.detect_max_side)
         timings["detector"] = (time.perf_counter() - started) * 1e3
 
+        started = time.perf_counter()
         gray = image.convert("L")
+        timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; _run adds the cutting
         boxes, scores = detections.boxes, detections.scores
         kept, crop_boxes, points, face_prob = self._run(gray, boxes, timings)
         boxes, scores = boxes[kept], scores[kept]
@@ -173,7 +175,7 @@ class PhotoPredictor:
         timings["crops"] = timings.get("crops", 0.0) + (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
-        points, face_prob = np.zeros((0, 21, 2)), None
+        points, face_prob = np.zeros((0, len(POINT_NAMES), 2)), None
         if crops:
             with torch.no_grad():
                 keypoints, logits = model_outputs(self.model, crops_to_batch(crops, self.config.get("normalize", True)))

@@ -9,7 +9,7 @@ connected layers) stay in float.  So does the first convolution: it reads the
 standardised image itself, which loses its fine gradations in 8 bits, and with
 one input channel it is too small for int8 to pay off.  Keeping it in float
 cut the int8-vs-float keypoint shift on the calibration faces from 0.090 to
-0.055 px and the time per face from 0.40 to 0.35 ms (stage3/README.md).
+0.055 px and the time per face from 0.40 to 0.34 ms (stage3/README.md).
 """
 from __future__ import annotations
 
@@ -34,12 +34,7 @@ def float_nodes(model_path) -> list[str]:
 
 def quantize_onnx(float_path, out_path, crops: np.ndarray, normalize: bool = True, batch: int = 16) -> Path:
     """Write an int8 copy of ``float_path`` calibrated on ``crops`` ((N, H, W) uint8, a few hundred suffice)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(crops) == 0:
