@@ -9,7 +9,8 @@ by the list ratio, as in training).  dlib's points map onto ours: eye corners
 42-47; nose tip 18 = dlib 30; mouth corners 19,20 = dlib 48,54.  nme_io on those
 9 points (divided by the labelled 6-9 distance, SPEC section 5) and milliseconds
 per face on one thread, the photo already decoded to grayscale: dlib's call
-samples its own pixels; ours counts the crop, the normalisation and the network.
+samples its own pixels; ours counts the crop, the normalisation, the network and
+mapping the points back (``inference.KeypointRunner``, the path whole-photo predict uses).
 Each system runs over all test faces in turn, each face once, as a program calling
 it face after face would (not one face repeated, which flatters both).
 dlib expects boxes like its own HOG detector's, so a second dlib row gets the
@@ -32,17 +33,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_table  # noqa: E402
 
-from facial_keypoints.engine import model_outputs  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
 from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import adjust_boxes  # noqa: E402
-from facial_keypoints.geometry import frame_to_image, iou  # noqa: E402
-from facial_keypoints.images import crop_resized, load_gray  # noqa: E402
+from facial_keypoints.geometry import iou  # noqa: E402
+from facial_keypoints.images import load_gray  # noqa: E402
+from facial_keypoints.inference import KeypointRunner  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import point_errors  # noqa: E402
 from facial_keypoints.quantize import int8_path  # noqa: E402
-from facial_keypoints.transforms import crops_to_batch  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,29 +118,25 @@ def main(argv=None) -> int:
         backends = (["onnx-int8"] if int8_path(path).is_file() else []) + ["onnx", "torch"]
         for backend in backends:
             model, payload = load_backend(path, backend, threads=1)
-            systems[f"ours: {path.name} ({backend})"] = ("ours", model, payload["config"])
+            systems[f"ours: {path.name} ({backend})"] = ("ours", KeypointRunner(model, payload["config"]), None)
     systems["dlib 68 (labelled box)"] = ("dlib", None, None)
     systems["dlib 68 (box in dlib's convention)"] = ("dlib_adjusted", None, None)
 
-    faces = []  # (gray PIL image, its numpy view, record): photos decoded once, before any timing
+    faces = []  # (grayscale photo as an array, record): photos decoded once, before any timing
     for photo, records in test.items():
-        gray_image = load_gray(root / photo)[0]
-        faces += [(gray_image, np.asarray(gray_image), record) for record in records]
-    truth = [record.absolute_keypoints()[OURS] for _, _, record in faces]
+        gray = np.asarray(load_gray(root / photo)[0])
+        faces += [(gray, record) for record in records]
+    truth = [record.absolute_keypoints()[OURS] for _, record in faces]
     preds, times = defaultdict(list), defaultdict(list)
     # Systems take turns over short runs of faces (--chunk), so a slow spell of this shared machine
     # (dlib's time alone moved between 0.8 and 1.8 ms per face from one run to the next) hits all of them.
     chunks = [faces[i:i + args.chunk] for i in range(0, len(faces), args.chunk)]
     for repeat in range(args.repeats):
-        for chunk, (name, (kind, model, config)) in ((c, s) for c in chunks for s in systems.items()):
-            for gray_image, gray, record in chunk:  # one system over consecutive faces, as one program would
+        for chunk, (name, (kind, model, _)) in ((c, s) for c in chunks for s in systems.items()):
+            for gray, record in chunk:  # one system over consecutive faces, as one program would
                 started = time.perf_counter()
                 if kind == "ours":
-                    size = config["input_size"]
-                    image = crops_to_batch(crop_resized(gray_image, record.box, size), config["normalize"])
-                    with torch.no_grad():
-                        frame = model_outputs(model, image)[0].numpy().reshape(1, -1, 2)
-                    points = frame_to_image(frame, record.box[None], size)[0][OURS]
+                    points = model(gray, record.box[None])[0][0][OURS]  # the runner whole-photo predict uses
                 else:
                     box = record.face_box if kind == "dlib" else adjust_boxes(record.face_box, *mapping)[0]
                     shape = predictor(gray, dlib.rectangle(*(int(round(v)) for v in box)))

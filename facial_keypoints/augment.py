@@ -139,6 +139,60 @@ class RandomBlurNoise:
         return f"RandomBlurNoise(blur={self.blur}, noise={self.noise}, p={self.p})"
 
 
+class RandomMotionBlur:
+    """A straight smear (camera shake, a moving head): a line kernel up to ``length`` px long at a random angle."""
+
+    def __init__(self, length: int = 9, p: float = 0.2):
+        self.length, self.p = length, p
+
+    def __call__(self, sample: dict) -> dict:
+        if torch.rand(()).item() >= self.p:
+            return sample
+        length = 3 + int(torch.randint(0, max(1, self.length - 2), ()).item())
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2] = 1.0
+        rotation = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), _uniform(0, 180), 1.0)
+        kernel = cv2.warpAffine(kernel, rotation, (length, length), flags=cv2.INTER_LINEAR)
+        # a centred, symmetric kernel: the image smears but does not move, so the points stay
+        sample["image"] = cv2.filter2D(sample["image"], -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)
+        return sample
+
+    def __repr__(self):
+        return f"RandomMotionBlur(length={self.length}, p={self.p})"
+
+
+class RandomOcclusion:
+    """Cover one rectangle (hair, a hand, glasses' glare) with flat grey or noise; the points keep their labels.
+
+    The rectangle takes 5-``max_area`` of the crop; faces and non-faces alike, so
+    an occluder is not a cue for either class.
+    """
+
+    def __init__(self, p: float = 0.3, max_area: float = 0.3):
+        self.p, self.max_area = p, max_area
+
+    def __call__(self, sample: dict) -> dict:
+        if torch.rand(()).item() >= self.p:
+            return sample
+        image = sample["image"].copy()
+        height, width = image.shape
+        area = _uniform(0.05, self.max_area) * height * width
+        aspect = float(np.exp(_uniform(np.log(1 / 3), np.log(3))))
+        h = int(min(height, round(np.sqrt(area * aspect))))
+        w = int(min(width, round(np.sqrt(area / aspect))))
+        top = int(torch.randint(0, height - h + 1, ()).item())
+        left = int(torch.randint(0, width - w + 1, ()).item())
+        if torch.rand(()).item() < 0.5:
+            image[top:top + h, left:left + w] = int(torch.randint(0, 256, ()).item())
+        else:
+            image[top:top + h, left:left + w] = torch.randint(0, 256, (h, w), dtype=torch.uint8).numpy()
+        sample["image"] = image
+        return sample
+
+    def __repr__(self):
+        return f"RandomOcclusion(p={self.p}, max_area={self.max_area})"
+
+
 def add_augmentation_arguments(parser) -> None:
     group = parser.add_argument_group("online augmentation (training only)")
     group.add_argument("--no-augment", action="store_true", help="train on plain crops")
@@ -152,6 +206,10 @@ def add_augmentation_arguments(parser) -> None:
                        help="max gamma (drawn in [1/g, g], half the samples; 0: off), e.g. 2 for dim photos")
     group.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma, px (0: off)")
     group.add_argument("--noise", type=float, default=0.0, help="max noise std, grey levels (0: off)")
+    group.add_argument("--motion-blur", type=int, default=0,
+                       help="max length of a motion-blur smear, px (a fifth of the samples; 0: off)")
+    group.add_argument("--occlude", type=float, default=0.0,
+                       help="probability of covering a random rectangle of the crop (0: off)")
     group.add_argument("--no-normalize", action="store_true",
                        help="scale pixels to 0..1 instead of per-image mean/std")
 
@@ -171,6 +229,10 @@ def train_transform(args, config):
             steps.append(RandomGamma(args.light_gamma))
         if getattr(args, "blur", 0) or getattr(args, "noise", 0):
             steps.append(RandomBlurNoise(args.blur, args.noise))
+        if getattr(args, "motion_blur", 0):
+            steps.append(RandomMotionBlur(args.motion_blur))
+        if getattr(args, "occlude", 0):
+            steps.append(RandomOcclusion(args.occlude))
     return Compose(steps + eval_transform(config["normalize"]).transforms)
 
 

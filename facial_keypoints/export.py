@@ -52,9 +52,12 @@ class OnnxModel:
         return self
 
     def __call__(self, images: torch.Tensor):
-        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        results = [torch.from_numpy(r) for r in self.session.run(self.outputs, {"image": array})]
+        results = [torch.from_numpy(r) for r in self.run_arrays(images.detach().cpu().numpy())]
         return results[0] if len(results) == 1 else tuple(results)
+
+    def run_arrays(self, images: np.ndarray) -> list[np.ndarray]:
+        """The outputs for an (N, 1, H, W) float32 array, as arrays (inference.KeypointRunner's fast path)."""
+        return self.session.run(self.outputs, {"image": np.ascontiguousarray(images, dtype=np.float32)})
 
 
 def load_backend(checkpoint, backend: str = "torch", onnx_path=None, threads: int | None = None):

@@ -11,15 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from .engine import model_outputs
 from .geometry import BoxError, box_from_keypoints, expand_box, frame_to_image
-from .images import ImageError, crop_resized
+from .images import ImageError
+from .inference import KeypointRunner, softmax_face_probability
 from .keypoints import POINT_NAMES
 from .plots import draw_points
-from .transforms import crops_to_batch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -118,6 +116,7 @@ class PhotoPredictor:
     def __init__(self, model, config: dict, detector, face_threshold: float | None = None,
                  detect_max_side: int = 1280, refine: bool = True):
         self.model, self.config, self.detector = model, config, detector
+        self.runner = KeypointRunner(model, config)
         self.face_threshold = face_threshold if face_threshold is not None else face_threshold_of(config)
         self.detect_max_side = detect_max_side
         self.refine = refine
@@ -140,7 +139,7 @@ class PhotoPredictor:
         timings["detector"] = (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
-        gray = image.convert("L")
+        gray = np.asarray(image.convert("L"))
         timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; _run adds the cutting
         boxes, scores = detections.boxes, detections.scores
         kept, crop_boxes, points, face_prob = self._run(gray, boxes, timings)
@@ -156,35 +155,33 @@ class PhotoPredictor:
                                      bool(face_prob[i] >= self.face_threshold)))
         return result
 
-    def _run(self, gray: Image.Image, boxes: np.ndarray, timings: dict):
+    def _run(self, gray: np.ndarray, boxes: np.ndarray, timings: dict):
         """Crops of ``boxes`` through the network: (indices of the usable boxes, crop boxes, points, face prob)."""
         started = time.perf_counter()
-        width, height = gray.size
-        size, ratio = self.config["input_size"], self.config["expand_ratio"]
-        kept, crop_boxes, crops = [], [], []
+        height, width = gray.shape
+        kept, crop_boxes = [], []
         for n, box in enumerate(boxes):
             try:
-                crop_box = expand_box(box, ratio, width, height)
+                crop_box = expand_box(box, self.config["expand_ratio"], width, height)
             except BoxError:
                 continue  # a box wholly outside the photo
             if crop_box[2] - crop_box[0] < 2 or crop_box[3] - crop_box[1] < 2:
                 continue
             kept.append(n)
             crop_boxes.append(crop_box)
-            crops.append(crop_resized(gray, crop_box, size))
+        crop_boxes = np.array(crop_boxes, dtype=np.float64).reshape(-1, 4)
+        batch = self.runner.crops(gray, crop_boxes) if len(crop_boxes) else None
         timings["crops"] = timings.get("crops", 0.0) + (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
         points, face_prob = np.zeros((0, len(POINT_NAMES), 2)), None
-        if crops:
-            with torch.no_grad():
-                keypoints, logits = model_outputs(self.model, crops_to_batch(crops, self.config.get("normalize", True)))
-            keypoints = keypoints.float().numpy().reshape(len(crops), -1, 2)
-            points = frame_to_image(keypoints, np.array(crop_boxes), size)
+        if batch is not None:
+            keypoints, logits = self.runner.network(batch)
+            points = frame_to_image(keypoints.reshape(len(batch), -1, 2), crop_boxes, self.runner.size)
             if logits is not None:
-                face_prob = torch.softmax(logits.float(), dim=1)[:, 1].numpy()
+                face_prob = softmax_face_probability(logits)
         timings["network"] = timings.get("network", 0.0) + (time.perf_counter() - started) * 1e3
-        return np.array(kept, dtype=int), np.array(crop_boxes).reshape(-1, 4), points, face_prob
+        return np.array(kept, dtype=int), crop_boxes, points, face_prob
 
     def predict_file(self, path) -> tuple[Image.Image, PhotoResult]:
         """Read ``path`` (``open_photo``; ImageError if it cannot) and predict; timings start with the decode."""

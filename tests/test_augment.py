@@ -113,3 +113,42 @@ def test_blur_and_noise_change_pixels_not_points():
     np.testing.assert_array_equal(out["keypoints"], points)
     assert out["image"].dtype == np.uint8 and not np.array_equal(out["image"], sample["image"])
     assert_marks_follow_points(out, tolerance=1.0)  # blur spreads a mark but keeps its centre
+
+
+def test_motion_blur_smears_pixels_and_keeps_marks_in_place():
+    from facial_keypoints.augment import RandomMotionBlur
+    torch.manual_seed(1)
+    sample = marked_sample(np.random.default_rng(0))
+    points = sample["keypoints"].copy()
+    out = RandomMotionBlur(9, p=1.0)({k: np.copy(v) for k, v in sample.items()})
+    np.testing.assert_array_equal(out["keypoints"], points)
+    assert out["image"].dtype == np.uint8 and out["image"].shape == sample["image"].shape
+    assert not np.array_equal(out["image"], sample["image"])
+    assert_marks_follow_points(out, tolerance=1.0)  # a centred kernel: smeared, not moved
+
+
+def test_occlusion_covers_one_rectangle_and_nothing_else():
+    from facial_keypoints.augment import RandomOcclusion
+    image = np.full((40, 40), 7, np.uint8)
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = RandomOcclusion(p=1.0, max_area=0.3)({"image": image.copy()})["image"]
+        changed = np.argwhere(out != 7)
+        assert len(changed) > 0 and np.array_equal(image, np.full((40, 40), 7, np.uint8))  # input untouched
+        (top, left), (bottom, right) = changed.min(0), changed.max(0)
+        box_area = (bottom - top + 1) * (right - left + 1)
+        assert box_area <= 0.3 * 40 * 40 + 80  # one rectangle, at most max_area (+ rounding)
+    torch.manual_seed(0)
+    assert np.array_equal(RandomOcclusion(p=0.0)({"image": image.copy()})["image"], image)
+
+
+def test_occlusion_and_motion_blur_flags_build_their_steps():
+    import argparse
+    from facial_keypoints.augment import add_augmentation_arguments, train_transform
+    parser = argparse.ArgumentParser()
+    add_augmentation_arguments(parser)
+    names = [type(s).__name__ for s in train_transform(parser.parse_args(["--motion-blur", "11", "--occlude", "0.3"]),
+                                                       {"normalize": True}).transforms]
+    assert "RandomMotionBlur" in names and "RandomOcclusion" in names
+    names = [type(s).__name__ for s in train_transform(parser.parse_args([]), {"normalize": True}).transforms]
+    assert "RandomMotionBlur" not in names and "RandomOcclusion" not in names

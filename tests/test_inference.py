@@ -1,0 +1,91 @@
+"""The shared per-face inference path: the fast crop, the runner over torch and ONNX models."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facial_keypoints.export import OnnxModel, export_onnx
+from facial_keypoints.images import crop_resized, crop_warped
+from facial_keypoints.inference import KeypointRunner, softmax_face_probability
+from facial_keypoints.models import create_model
+from facial_keypoints.transforms import crops_to_batch
+
+CONFIG = {"input_size": 32, "expand_ratio": 0.25, "normalize": True}
+
+
+def smooth_photo(height=90, width=120):
+    ys, xs = np.mgrid[0:height, 0:width]
+    return (127 + 60 * np.sin(xs / 9.0) + 50 * np.cos(ys / 7.0)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("box", [(10.0, 12.0, 26.0, 28.0), (5.5, 7.25, 45.5, 47.25), (30.0, 20.0, 70.0, 60.0)])
+def test_warped_crop_matches_the_pil_crop_where_no_antialiasing_is_needed(box):
+    gray = smooth_photo()
+    fast = crop_warped(gray, box, 32).astype(int)
+    reference = crop_resized(Image.fromarray(gray), box, 32).astype(int)
+    assert fast.shape == reference.shape == (32, 32) and fast.dtype.kind == "i"
+    assert np.abs(fast - reference).mean() < 1.5 and np.abs(fast - reference).max() <= 4
+
+
+def test_warped_crop_puts_a_dot_where_the_geometry_says():
+    gray = np.zeros((100, 100), np.uint8)
+    gray[40:42, 60:62] = 255  # a 2x2 dot centred on continuous (61, 41)
+    box = (50.0, 30.0, 82.0, 62.0)  # 32 px wide: 1 crop pixel per photo pixel
+    crop = crop_warped(gray, box, 64).astype(float)  # 2 crop pixels per photo pixel
+    ys, xs = np.mgrid[0:64, 0:64] + 0.5
+    centre = ((xs * crop).sum() / crop.sum(), (ys * crop).sum() / crop.sum())
+    np.testing.assert_allclose(centre, ((61 - 50) * 2, (41 - 30) * 2), atol=0.05)
+    outside = crop_warped(gray, (-20.0, -20.0, 12.0, 12.0), 32)
+    assert outside[:16, :16].max() == 0  # outside the photo is black
+
+
+def test_face_probability_is_the_two_class_softmax():
+    logits = np.array([[0.0, 0.0], [3.0, -2.0], [-800.0, 800.0]], np.float32)
+    expected = torch.softmax(torch.from_numpy(logits).double(), dim=1)[:, 1].numpy()
+    np.testing.assert_allclose(softmax_face_probability(logits), expected, atol=1e-12)
+
+
+def test_runner_gives_the_same_points_with_torch_and_onnx(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    gray = smooth_photo()
+    boxes = np.array([[10.0, 12.0, 50.0, 52.0], [40.5, 20.25, 100.5, 80.25]])
+    torch_points, torch_prob = KeypointRunner(model, CONFIG)(gray, boxes)
+    onnx_model = OnnxModel(export_onnx(model, tmp_path / "m.onnx", 32))
+    onnx_points, onnx_prob = KeypointRunner(onnx_model, CONFIG)(gray, boxes)
+    assert torch_points.shape == (2, 21, 2) and torch_prob.shape == (2,)
+    np.testing.assert_allclose(onnx_points, torch_points, atol=1e-3)
+    np.testing.assert_allclose(onnx_prob, torch_prob, atol=1e-5)
+    # the points are the network's frame outputs mapped through each box
+    with torch.no_grad():
+        frame, logits = model(crops_to_batch(np.stack([crop_warped(gray, b, 32) for b in boxes])))
+    scale = (boxes[:, 2:] - boxes[:, :2]) / 32
+    np.testing.assert_allclose(torch_points, frame.numpy().reshape(2, 21, 2) * scale[:, None] + boxes[:, None, :2],
+                               atol=1e-4)
+    np.testing.assert_allclose(torch_prob, torch.softmax(logits, 1)[:, 1].numpy(), atol=1e-6)
+    empty_points, empty_prob = KeypointRunner(model, CONFIG)(gray, np.zeros((0, 4)))
+    assert empty_points.shape == (0, 21, 2) and empty_prob is None
+
+
+def test_runner_of_a_keypoint_only_model_has_no_face_probability():
+    model = create_model("fast_heatmap", input_size=32).eval()
+    points, prob = KeypointRunner(model, CONFIG)(smooth_photo(), [[10.0, 12.0, 50.0, 52.0]])
+    assert points.shape == (1, 21, 2) and prob is None and np.isfinite(points).all()
+
+
+def test_warped_crop_antialiases_a_large_reduction_like_pil():
+    # fine stripes (period 2 px) seen through a box 6x the crop: PIL averages them to grey,
+    # a bare bilinear warp would pick whole stripes and alias
+    gray = np.zeros((400, 400), np.uint8)
+    gray[:, ::2] = 255
+    box = (10.0, 10.0, 202.0, 202.0)
+    fast = crop_warped(gray, box, 32).astype(float)
+    reference = crop_resized(Image.fromarray(gray), box, 32).astype(float)
+    assert abs(fast.mean() - 127.5) < 3 and fast.std() < 10
+    assert np.abs(fast - reference).mean() < 3
+    ys, xs = np.mgrid[0:400, 0:400]
+    gray = (127 + 100 * np.sin(xs / 25.0) * np.cos(ys / 31.0)).astype(np.uint8)  # smooth: geometry check
+    for box in [(10.0, 10.0, 202.0, 202.0), (33.3, 17.7, 301.1, 285.5), (200.0, 205.0, 399.0, 400.0)]:
+        fast = crop_warped(gray, box, 32).astype(float)
+        reference = crop_resized(Image.fromarray(gray), box, 32).astype(float)
+        assert np.abs(fast - reference).mean() < 2.0, box  # (PIL refuses boxes beyond the photo)
