@@ -136,3 +136,26 @@ def test_candidate_log_loss_ignores_undetected_faces_and_rewards_confidence():
     sure = calibrate.candidate_log_loss(np.array([0.99, -1.0]), np.array([0.01]))
     unsure = calibrate.candidate_log_loss(np.array([0.6, -1.0]), np.array([0.4]))
     assert sure == pytest.approx(-np.log(0.99)) and unsure == pytest.approx(-np.log(0.6))
+
+
+def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
+    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from facial_keypoints.models import create_model
+    change = load_script("scripts", "change_backbone")
+    torch.manual_seed(0)
+    source = create_model("face_keypoints", input_size=112, backbone="compact_heatmap")
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True, "face_threshold": 0.4}
+    save_checkpoint(make_checkpoint(source, config), tmp_path / "big.pt")
+    assert change.main([str(tmp_path / "big.pt"), str(tmp_path / "lean.pt"), "--backbone", "lean_heatmap"]) == 0
+    payload = load_checkpoint(tmp_path / "lean.pt")
+    lean = model_from_checkpoint(payload, tmp_path / "lean.pt")  # strict: every weight present
+    assert payload["config"]["model_kwargs"]["backbone"] == "lean_heatmap"
+    assert payload["config"]["face_threshold"] == 0.4  # the rest of the config travels
+    kept = source.state_dict()
+    for name, value in lean.state_dict().items():
+        assert torch.equal(value, kept[name]), name  # nothing shared starts fresh
+    assert not any(k.startswith("body.trunk.layer1.1.") for k in lean.state_dict())
+    assert any(k.startswith("body.trunk.layer1.1.") for k in kept)
+    with pytest.raises(SystemExit, match="unknown backbone"):
+        change.main([str(tmp_path / "big.pt"), str(tmp_path / "x.pt"), "--backbone", "no_such_model"])
