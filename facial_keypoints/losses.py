@@ -63,3 +63,28 @@ class FaceAndKeypointLoss(torch.nn.Module):
         ce = torch.nn.functional.cross_entropy(logits.float(), is_face.long(),
                                                weight=self.class_weights.to(logits.device))
         return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints, is_face)
+
+
+class TeacherLoss(torch.nn.Module):
+    """Knowledge distillation for a smaller two-headed model: match a frozen teacher on the same batch.
+
+    ``weight * (keypoint loss to the teacher's points on faces + KL to its face/non-face
+    probabilities)``, added to the labels' loss by the caller.  The teacher sees the
+    same augmented images as the student, so it gives a target for every augmentation.
+    """
+
+    def __init__(self, teacher: torch.nn.Module, kind: str = "wing", weight: float = 1.0):
+        super().__init__()
+        self.teacher = teacher.eval()
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.keypoints = KeypointLoss(kind)
+        self.weight = weight
+
+    def forward(self, keypoints, logits, images, is_face):
+        with torch.no_grad():
+            self.teacher.eval()  # the trainer's model.train() does not reach the teacher
+            teacher_keypoints, teacher_logits = self.teacher(images)
+        kl = torch.nn.functional.kl_div(torch.log_softmax(logits.float(), dim=1),
+                                        torch.softmax(teacher_logits.float(), dim=1), reduction="batchmean")
+        return self.weight * (self.keypoints(keypoints, teacher_keypoints, is_face) + kl)

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from facial_keypoints.augment import train_transform
+from facial_keypoints.checkpoint import load_model
 from facial_keypoints.detector_cli import Detector
-from facial_keypoints.losses import FaceAndKeypointLoss
+from facial_keypoints.losses import FaceAndKeypointLoss, TeacherLoss
 from facial_keypoints.models import MODELS
 from facial_keypoints.schedules import add_training_arguments, make_scheduler
 
@@ -34,11 +35,27 @@ def add_arguments(parser):
     group.add_argument("--kp-weight", type=float, default=1.0, help="b: weight of the keypoint loss")
     group.add_argument("--class-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("NON_FACE", "FACE"),
                        help="per-class cross-entropy weights (raise one to balance uneven lists)")
+    group.add_argument("--teacher", type=Path, default=None,
+                       help="train/finetune: also match this checkpoint's outputs (distillation into a smaller model)")
+    group.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's term")
 
 
 def loss_factory(args):
     loss = FaceAndKeypointLoss(args.loss, args.cls_weight, args.kp_weight, tuple(args.class_weights))
-    return lambda keypoints, logits, batch: loss(keypoints, logits, batch["keypoints"], batch["face"])
+    if getattr(args, "teacher", None) is None or args.phase not in ("train", "finetune"):
+        return lambda keypoints, logits, batch: loss(keypoints, logits, batch["keypoints"], batch["face"])
+    teacher_model, payload = load_model(args.teacher)
+    teacher = TeacherLoss(teacher_model, args.loss, args.teacher_weight)
+    teacher_size = payload["config"]["input_size"]
+
+    def with_teacher(keypoints, logits, batch):
+        if batch["image"].shape[-1] != teacher_size:
+            raise ValueError(f"--teacher {args.teacher} takes {teacher_size}-px crops, "
+                             f"the model trains on {batch['image'].shape[-1]}-px ones")
+        teacher.to(keypoints.device)
+        return (loss(keypoints, logits, batch["keypoints"], batch["face"])
+                + teacher(keypoints, logits, batch["image"], batch["face"]))
+    return with_teacher
 
 
 def detector() -> Detector:

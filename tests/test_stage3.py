@@ -159,3 +159,43 @@ def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
     assert any(k.startswith("body.trunk.layer1.1.") for k in kept)
     with pytest.raises(SystemExit, match="unknown backbone"):
         change.main([str(tmp_path / "big.pt"), str(tmp_path / "x.pt"), "--backbone", "no_such_model"])
+
+
+def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student(tmp_path):
+    from types import SimpleNamespace
+
+    from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
+    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.models import create_model
+    torch.manual_seed(0)
+    teacher = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    images = torch.randn(4, 1, 32, 32)
+    is_face = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    loss = TeacherLoss(teacher, "wing", weight=2.0)
+    with torch.no_grad():
+        same = loss(*teacher(images), images, is_face)
+    assert float(same) == pytest.approx(0.0, abs=1e-5)
+    student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
+    value = loss(*student(images), images, is_face)
+    value.backward()
+    assert value.item() > 0 and all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "fast_heatmap"}, "input_size": 32,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(teacher, config), tmp_path / "teacher.pt")
+    stage3 = load_script("stage3", "detector")
+    args = SimpleNamespace(loss="wing", cls_weight=5.0, kp_weight=1.0, class_weights=(1.0, 1.0),
+                           teacher=tmp_path / "teacher.pt", teacher_weight=1.0, phase="finetune")
+    batch = {"image": images, "keypoints": torch.full((4, 42), 16.0), "face": is_face}
+    with torch.no_grad():
+        keypoints, logits = student(images)
+    plain = stage3.loss_factory(SimpleNamespace(**{**vars(args), "teacher": None}))(keypoints, logits, batch)
+    distilled = stage3.loss_factory(args)(keypoints, logits, batch)
+    assert float(distilled) > float(plain)  # the teacher's term is added
+    assert float(stage3.loss_factory(SimpleNamespace(**{**vars(args), "phase": "test"}))(keypoints, logits, batch)) \
+        == pytest.approx(float(plain))  # testing never needs the teacher
+    with pytest.raises(ValueError, match="32-px"):
+        small = torch.randn(2, 1, 16, 16)
+        stage3.loss_factory(args)(torch.zeros(2, 42), torch.zeros(2, 2), {"image": small, "keypoints": torch.zeros(2, 42),
+                                                                          "face": torch.ones(2)})
