@@ -15,6 +15,7 @@ import torch
 from .engine import model_outputs
 from .geometry import frame_to_image
 from .images import crop_warped
+from .keypoints import POINT_NAMES
 from .transforms import standardize
 
 
@@ -52,10 +53,14 @@ class KeypointRunner:
             keypoints, logits = model_outputs(self.model, torch.from_numpy(batch))
         return keypoints.float().numpy(), (None if logits is None else logits.float().numpy())
 
+    def points_and_probability(self, batch: np.ndarray, crop_boxes: np.ndarray):
+        """The network on ``batch`` (from ``crops``), its points mapped to the photo through ``crop_boxes``."""
+        keypoints, logits = self.network(batch)
+        points = frame_to_image(keypoints.reshape(len(batch), -1, 2), crop_boxes, self.size)
+        return points, (None if logits is None else softmax_face_probability(logits))
+
     def __call__(self, gray: np.ndarray, crop_boxes) -> tuple[np.ndarray, np.ndarray | None]:
         crop_boxes = np.asarray(crop_boxes, dtype=np.float64).reshape(-1, 4)
         if len(crop_boxes) == 0:
-            return np.zeros((0, 21, 2)), None
-        keypoints, logits = self.network(self.crops(gray, crop_boxes))
-        points = frame_to_image(keypoints.reshape(len(crop_boxes), -1, 2), crop_boxes, self.size)
-        return points, (None if logits is None else softmax_face_probability(logits))
+            return np.zeros((0, len(POINT_NAMES), 2)), None
+        return self.points_and_probability(self.crops(gray, crop_boxes), crop_boxes)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from .geometry import BoxError, box_from_keypoints, expand_box, frame_to_image
+from .geometry import BoxError, box_from_keypoints, expand_box
 from .images import ImageError
-from .inference import KeypointRunner, softmax_face_probability
+from .inference import KeypointRunner
 from .keypoints import POINT_NAMES
 from .plots import draw_points
 
@@ -176,10 +176,7 @@ class PhotoPredictor:
         started = time.perf_counter()
         points, face_prob = np.zeros((0, len(POINT_NAMES), 2)), None
         if batch is not None:
-            keypoints, logits = self.runner.network(batch)
-            points = frame_to_image(keypoints.reshape(len(batch), -1, 2), crop_boxes, self.runner.size)
-            if logits is not None:
-                face_prob = softmax_face_probability(logits)
+            points, face_prob = self.runner.points_and_probability(batch, crop_boxes)
         timings["network"] = timings.get("network", 0.0) + (time.perf_counter() - started) * 1e3
         return np.array(kept, dtype=int), crop_boxes, points, face_prob
 
