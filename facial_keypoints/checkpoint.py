@@ -9,7 +9,7 @@ re-seeds it at the start of every epoch).  Never a pickled model object.
 from __future__ import annotations
 
 import os
-import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -71,8 +71,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as error:
+        with warnings.catch_warnings():  # a corrupt file gets our one-line error, not torch's protocol warning too
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
+        # (UnpicklingError, EOFError, but also IndexError, KeyError, UnicodeDecodeError ...)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated, "
                               f"or not saved by this project): {first}") from None
