@@ -12,7 +12,9 @@ per face on one thread, the photo already decoded to grayscale: dlib's call
 samples its own pixels; ours counts the crop, the normalisation, the network and
 mapping the points back (``inference.KeypointRunner``, the path whole-photo predict uses).
 Each system runs over all test faces in turn, each face once, as a program calling
-it face after face would (not one face repeated, which flatters both).
+it face after face would (not one face repeated, which flatters both).  ``--rounds N``
+repeats the timing N times, each round with its own time / dlib's (printed as it comes):
+a goal "in every run" is read off one command.
 dlib expects boxes like its own HOG detector's, so a second dlib row gets the
 labelled box moved and scaled to that convention (the median mapping, fitted on
 training faces).  Writes benchmarks/results/peers_dlib.md.
