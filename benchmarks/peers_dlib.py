@@ -122,9 +122,9 @@ def main(argv=None) -> int:
         backends = (["onnx-int8"] if int8_path(path).is_file() else []) + ["onnx", "torch"]
         for backend in backends:
             model, payload = load_backend(path, backend, threads=1)
-            systems[f"ours: {path.name} ({backend})"] = ("ours", KeypointRunner(model, payload["config"]), None)
-    systems["dlib 68 (labelled box)"] = ("dlib", None, None)
-    systems["dlib 68 (box in dlib's convention)"] = ("dlib_adjusted", None, None)
+            systems[f"ours: {path.name} ({backend})"] = ("ours", KeypointRunner(model, payload["config"]))
+    systems["dlib 68 (labelled box)"] = ("dlib", None)
+    systems["dlib 68 (box in dlib's convention)"] = ("dlib_adjusted", None)
 
     faces = []  # (grayscale photo as an array, record): photos decoded once, before any timing
     for photo, records in test.items():
@@ -138,11 +138,11 @@ def main(argv=None) -> int:
     for round_number in range(args.rounds):
         times = defaultdict(list)
         for repeat in range(args.repeats):
-            for chunk, (name, (kind, model, _)) in ((c, s) for c in chunks for s in systems.items()):
+            for chunk, (name, (kind, runner)) in ((c, s) for c in chunks for s in systems.items()):
                 for gray, record in chunk:  # one system over consecutive faces, as one program would
                     started = time.perf_counter()
                     if kind == "ours":
-                        points = model(gray, record.box[None])[0][0][OURS]  # the runner whole-photo predict uses
+                        points = runner(gray, record.box[None])[0][0][OURS]  # the runner whole-photo predict uses
                     else:
                         box = record.face_box if kind == "dlib" else adjust_boxes(record.face_box, *mapping)[0]
                         shape = predictor(gray, dlib.rectangle(*(int(round(v)) for v in box)))

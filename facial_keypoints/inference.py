@@ -16,7 +16,7 @@ from .engine import model_outputs
 from .geometry import frame_to_image
 from .images import crop_warped
 from .keypoints import POINT_NAMES
-from .transforms import standardize
+from .transforms import crops_to_array
 
 
 def softmax_face_probability(logits: np.ndarray) -> np.ndarray:
@@ -40,9 +40,7 @@ class KeypointRunner:
 
     def crops(self, gray: np.ndarray, crop_boxes) -> np.ndarray:
         """(N, 1, S, S) float32 network input for ``crop_boxes``."""
-        crops = np.stack([crop_warped(gray, box, self.size) for box in crop_boxes])
-        batch = standardize(crops) if self.normalize else crops.astype(np.float32) / np.float32(255.0)
-        return batch[:, None]
+        return crops_to_array([crop_warped(gray, box, self.size) for box in crop_boxes], self.normalize)
 
     def network(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, 42) keypoints in the crop frame and (N, 2) logits (None for keypoint-only models)."""

@@ -86,14 +86,20 @@ def eval_transform(normalize: bool = True) -> Compose:
     return Compose([Normalize() if normalize else ScaleToUnit(), ToTensor()])
 
 
-def crops_to_batch(crops, normalize: bool = True) -> torch.Tensor:
-    """(N, H, W) uint8 crops -> the (N, 1, H, W) batch ``eval_transform`` would build one sample at a time.
+def crops_to_array(crops, normalize: bool = True) -> np.ndarray:
+    """(N, H, W) uint8 crops -> the (N, 1, H, W) float32 array ``eval_transform`` would build one sample at a time.
 
     For inference on whole photos and in benchmarks, where the per-sample dict
-    costs more than a small network's forward pass.
+    costs more than a small network's forward pass (``inference.KeypointRunner``
+    hands it to ONNX Runtime as it is).
     """
-    batch = np.asarray(crops, dtype=np.float32)
+    batch = np.asarray(crops)
     if batch.ndim == 2:
         batch = batch[None]
-    batch = standardize(batch) if normalize else batch / 255.0
-    return torch.from_numpy(np.ascontiguousarray(batch)).unsqueeze(1)
+    batch = standardize(batch) if normalize else batch.astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+
+
+def crops_to_batch(crops, normalize: bool = True) -> torch.Tensor:
+    """``crops_to_array`` as a torch tensor."""
+    return torch.from_numpy(crops_to_array(crops, normalize))
