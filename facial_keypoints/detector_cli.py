@@ -303,6 +303,9 @@ class Detector:
                                        threshold=threshold)
             if threshold != 0.5:  # also at the argmax cut, for comparison with uncalibrated models
                 extra["classifier_at_0.5"] = classification_metrics(is_face, result["face_prob"])
+            # the single pass, without the mirrored second look at unsure crops (face_decision)
+            extra["classifier_single_pass"] = classification_metrics(is_face, result["face_prob_plain"], threshold)
+            extra["classifier"]["mirrored"] = int((result["face_prob"] != result["face_prob_plain"]).sum())
         out = self.args.save_directory
         out.mkdir(parents=True, exist_ok=True)
         plot_ced({f"{payload['config']['arch']} ({self.stage_dir.name})": metrics["nme_io_per_face"]},
@@ -312,7 +315,11 @@ class Detector:
             c = extra["classifier"]
             print(f"face/non-face on {c['samples']} crops at face probability >= {c['threshold']:.2f}: "
                   f"accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
-                  f"non-face recall {c['non_face_recall']:.2f}% (keypoint metrics above: faces only)")
+                  f"non-face recall {c['non_face_recall']:.2f}% (keypoint metrics above: faces only; "
+                  f"{c['mirrored']} unsure crops also seen mirrored)")
+            c = extra["classifier_single_pass"]
+            print(f"  single pass: accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
+                  f"non-face recall {c['non_face_recall']:.2f}%")
             if "classifier_at_0.5" in extra:
                 c = extra["classifier_at_0.5"]
                 print(f"  at 0.5: accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "

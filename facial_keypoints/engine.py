@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .face_decision import softmax_face_probability, with_mirror_opinion
 from .keypoints import NUM_POINTS
 
 
@@ -72,15 +73,17 @@ def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch: int, *, lo
 
 
 @torch.no_grad()
-def run_inference(model, loader, device, loss_fn=None) -> dict:
+def run_inference(model, loader, device, loss_fn=None, mirror_band=None) -> dict:
     """Predict every sample of ``loader`` in order.
 
     Returns frame-pixel predictions (N, 21, 2), the targets, face masks,
     face probabilities (two-headed models) and, with ``loss_fn``, the mean loss
-    over samples.
+    over samples.  With ``mirror_band`` (face_decision.UNSURE) the unsure crops'
+    face probability also hears their mirror image (``face_prob``; the plain
+    pass's is kept as ``face_prob_plain``); the loss is always the plain pass's.
     """
     model.eval()
-    preds, targets, faces, probs, indices = [], [], [], [], []
+    preds, targets, faces, probs, plain_probs, indices = [], [], [], [], [], []
     total, count = 0.0, 0
     for batch in loader:
         images = batch["image"].to(device)
@@ -94,13 +97,19 @@ def run_inference(model, loader, device, loss_fn=None) -> dict:
         faces.append(batch["face"].numpy())
         indices.append(np.asarray(batch["index"]))
         if logits is not None:
-            probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+            plain = logits.float().cpu().numpy()
+            plain_probs.append(softmax_face_probability(plain))
+            combined = plain if mirror_band is None else with_mirror_opinion(plain, lambda rows: model_outputs(
+                model, torch.flip(images[torch.as_tensor(rows, device=images.device)], dims=[3]))[1]
+                .float().cpu().numpy(), mirror_band)
+            probs.append(softmax_face_probability(combined))
     result = {
         "pred": np.concatenate(preds).reshape(-1, NUM_POINTS, 2),
         "target": np.concatenate(targets).reshape(-1, NUM_POINTS, 2),
         "face": np.concatenate(faces),
         "index": np.concatenate(indices),
         "face_prob": np.concatenate(probs) if probs else None,
+        "face_prob_plain": np.concatenate(plain_probs) if plain_probs else None,
     }
     if loss_fn is not None:
         result["loss"] = total / max(count, 1)

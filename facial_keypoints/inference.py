@@ -13,16 +13,11 @@ import numpy as np
 import torch
 
 from .engine import model_outputs
+from .face_decision import UNSURE, softmax_face_probability, with_mirror_opinion
 from .geometry import frame_to_image
 from .images import crop_warped
 from .keypoints import POINT_NAMES
 from .transforms import crops_to_array
-
-
-def softmax_face_probability(logits: np.ndarray) -> np.ndarray:
-    """(N, 2) face/non-face logits -> (N,) probability of "face" (a stable two-class softmax)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
 
 
 class KeypointRunner:
@@ -31,10 +26,13 @@ class KeypointRunner:
     ``model`` is a torch module or an ``export.OnnxModel``; ``config`` the
     checkpoint's (input size, normalisation).  ``crop_boxes`` are the expanded
     boxes the network sees, in the pixels of ``gray`` ((H, W) uint8 array).
+    ``mirror_band``: face probabilities inside it also hear the mirrored crop
+    (face_decision; None: the plain pass only).
     """
 
-    def __init__(self, model, config: dict):
+    def __init__(self, model, config: dict, mirror_band=UNSURE):
         self.model, self.size = model, int(config["input_size"])
+        self.mirror_band = mirror_band
         self.normalize = bool(config.get("normalize", True))
         self.run_arrays = getattr(model, "run_arrays", None)  # ONNX: NumPy in, NumPy out
 
@@ -44,6 +42,13 @@ class KeypointRunner:
 
     def network(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, 42) keypoints in the crop frame and (N, 2) logits (None for keypoint-only models)."""
+        keypoints, logits = self._forward(batch)
+        if logits is not None and self.mirror_band is not None:
+            logits = with_mirror_opinion(
+                logits, lambda rows: self._forward(np.ascontiguousarray(batch[rows][..., ::-1]))[1], self.mirror_band)
+        return keypoints, logits
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if self.run_arrays is not None:
             outputs = self.run_arrays(batch)
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)

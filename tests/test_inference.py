@@ -50,9 +50,9 @@ def test_runner_gives_the_same_points_with_torch_and_onnx(tmp_path):
     model = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
     gray = smooth_photo()
     boxes = np.array([[10.0, 12.0, 50.0, 52.0], [40.5, 20.25, 100.5, 80.25]])
-    torch_points, torch_prob = KeypointRunner(model, CONFIG)(gray, boxes)
+    torch_points, torch_prob = KeypointRunner(model, CONFIG, mirror_band=None)(gray, boxes)
     onnx_model = OnnxModel(export_onnx(model, tmp_path / "m.onnx", 32))
-    onnx_points, onnx_prob = KeypointRunner(onnx_model, CONFIG)(gray, boxes)
+    onnx_points, onnx_prob = KeypointRunner(onnx_model, CONFIG, mirror_band=None)(gray, boxes)
     assert torch_points.shape == (2, 21, 2) and torch_prob.shape == (2,)
     np.testing.assert_allclose(onnx_points, torch_points, atol=1e-3)
     np.testing.assert_allclose(onnx_prob, torch_prob, atol=1e-5)
@@ -89,3 +89,32 @@ def test_warped_crop_antialiases_a_large_reduction_like_pil():
         fast = crop_warped(gray, box, 32).astype(float)
         reference = crop_resized(Image.fromarray(gray), box, 32).astype(float)
         assert np.abs(fast - reference).mean() < 2.0, box  # (PIL refuses boxes beyond the photo)
+
+
+def test_runner_asks_the_mirrored_crop_only_where_it_is_unsure(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    gray = smooth_photo()
+    boxes = np.array([[10.0, 12.0, 50.0, 52.0], [40.5, 20.25, 100.5, 80.25], [5.0, 5.0, 37.0, 37.0]])
+    batch = crops_to_batch(np.stack([crop_warped(gray, b, 32) for b in boxes]))
+    with torch.no_grad():
+        frame, plain = model(batch)
+        _, mirrored = model(torch.flip(batch, dims=[3]))
+    assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror is a different opinion
+    p_plain = torch.softmax(plain, 1)[:, 1].numpy()
+    p_mean = torch.softmax((plain + mirrored) / 2, 1)[:, 1].numpy()
+    for backend in ("torch", "onnx"):
+        net = model if backend == "torch" else OnnxModel(export_onnx(model, tmp_path / "m.onnx", 32))
+        points, everyone = KeypointRunner(net, CONFIG, mirror_band=(0.0, 1.0))(gray, boxes)
+        np.testing.assert_allclose(everyone, p_mean, atol=1e-5)
+        _, nobody = KeypointRunner(net, CONFIG, mirror_band=(0.0, 0.0))(gray, boxes)
+        np.testing.assert_allclose(nobody, p_plain, atol=1e-5)
+        # a band around the second crop's plain probability only: the others keep their single pass
+        middle = p_plain[1]
+        _, one = KeypointRunner(net, CONFIG, mirror_band=(middle - 1e-6, middle + 1e-6))(gray, boxes)
+        others = [0, 2]
+        np.testing.assert_allclose(one[others], p_plain[others], atol=1e-5)
+        np.testing.assert_allclose(one[1], p_mean[1], atol=1e-5)
+        # the keypoints always come from the plain crop
+        plain_points, _ = KeypointRunner(net, CONFIG, mirror_band=None)(gray, boxes)
+        np.testing.assert_allclose(points, plain_points, atol=1e-6)
