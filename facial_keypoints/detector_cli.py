@@ -222,6 +222,8 @@ class Detector:
         steps_per_epoch = (len(train_set) + args.batch_size - 1) // args.batch_size
         scheduler = self.scheduler_factory(args, optimizer, steps_per_epoch) if self.scheduler_factory else None
         loss_fn = self.loss_factory(args)
+        if hasattr(loss_fn, "watch"):  # a loss that reads the model's inner layers (heatmap distillation)
+            loss_fn.watch(model)
         history, start_epoch, best = [], 1, float("inf")
         save_dir = args.save_directory
 

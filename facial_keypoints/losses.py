@@ -65,21 +65,55 @@ class FaceAndKeypointLoss(torch.nn.Module):
         return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints, is_face)
 
 
+class HeatmapTap:
+    """Keeps the last output of a heatmap model's ``heatmaps`` convolution (a forward hook)."""
+
+    def __init__(self, model: torch.nn.Module):
+        layers = [m for name, m in model.named_modules() if name.split(".")[-1] == "heatmaps"]
+        if len(layers) != 1:
+            raise ValueError("heatmap distillation needs a model with one 'heatmaps' layer (a *_heatmap backbone)")
+        self.output = None
+        self.handle = layers[0].register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output):
+        self.output = output
+
+
+def heatmap_kl(student_maps, teacher_maps, mask) -> torch.Tensor:
+    """KL(teacher || student) of each point's softmax over its map, mean over points, then over faces (mask 1)."""
+    n, k = student_maps.shape[:2]
+    log_student = torch.log_softmax(student_maps.float().reshape(n, k, -1), dim=-1)
+    teacher = torch.softmax(teacher_maps.float().reshape(n, k, -1), dim=-1)
+    per_face = (teacher * (torch.log(teacher.clamp(min=1e-12)) - log_student)).sum(-1).mean(-1)
+    return (per_face * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 class TeacherLoss(torch.nn.Module):
     """Knowledge distillation for a smaller two-headed model: match a frozen teacher on the same batch.
 
     ``weight * (keypoint loss to the teacher's points on faces + KL to its face/non-face
     probabilities)``, added to the labels' loss by the caller.  The teacher sees the
     same augmented images as the student, so it gives a target for every augmentation.
+    With ``heatmap_weight`` > 0 and a student shown to ``watch``, the student's
+    heatmaps also match the teacher's (``heatmap_weight`` * KL per point): where
+    a point may be, not just where its mean lies.
     """
 
-    def __init__(self, teacher: torch.nn.Module, kind: str = "wing", weight: float = 1.0):
+    def __init__(self, teacher: torch.nn.Module, kind: str = "wing", weight: float = 1.0,
+                 heatmap_weight: float = 0.0):
         super().__init__()
         self.teacher = teacher.eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.keypoints = KeypointLoss(kind)
-        self.weight = weight
+        self.weight, self.heatmap_weight = weight, heatmap_weight
+        self.teacher_maps = HeatmapTap(teacher) if heatmap_weight > 0 else None
+        self.student_maps = None
+
+    def watch(self, student: torch.nn.Module) -> None:
+        """Tap the student's heatmaps (needed when ``heatmap_weight`` > 0)."""
+        if self.heatmap_weight > 0:
+            self.student_maps = HeatmapTap(student)
 
     def forward(self, keypoints, logits, images, is_face):
         with torch.no_grad():
@@ -87,4 +121,10 @@ class TeacherLoss(torch.nn.Module):
             teacher_keypoints, teacher_logits = self.teacher(images)
         kl = torch.nn.functional.kl_div(torch.log_softmax(logits.float(), dim=1),
                                         torch.softmax(teacher_logits.float(), dim=1), reduction="batchmean")
-        return self.weight * (self.keypoints(keypoints, teacher_keypoints, is_face) + kl)
+        total = self.weight * (self.keypoints(keypoints, teacher_keypoints, is_face) + kl)
+        if self.heatmap_weight > 0:
+            if self.student_maps is None or self.student_maps.output is None:
+                raise RuntimeError("heatmap distillation: call watch(student) before training")
+            total = total + self.heatmap_weight * heatmap_kl(self.student_maps.output, self.teacher_maps.output,
+                                                             is_face.float())
+        return total

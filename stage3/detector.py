@@ -38,6 +38,8 @@ def add_arguments(parser):
     group.add_argument("--teacher", type=Path, default=None,
                        help="train/finetune: also match this checkpoint's outputs (distillation into a smaller model)")
     group.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's term")
+    group.add_argument("--teacher-heatmap-weight", type=float, default=0.0,
+                       help="weight of the KL between the teacher's and the model's heatmaps (heatmap backbones)")
 
 
 def loss_factory(args):
@@ -45,7 +47,8 @@ def loss_factory(args):
     if getattr(args, "teacher", None) is None or args.phase not in ("train", "finetune"):
         return lambda keypoints, logits, batch: loss(keypoints, logits, batch["keypoints"], batch["face"])
     teacher_model, payload = load_model(args.teacher)
-    teacher = TeacherLoss(teacher_model, args.loss, args.teacher_weight)
+    teacher = TeacherLoss(teacher_model, args.loss, args.teacher_weight,
+                          getattr(args, "teacher_heatmap_weight", 0.0))
     teacher_size = payload["config"]["input_size"]
 
     def with_teacher(keypoints, logits, batch):
@@ -55,6 +58,7 @@ def loss_factory(args):
         teacher.to(keypoints.device)
         return (loss(keypoints, logits, batch["keypoints"], batch["face"])
                 + teacher(keypoints, logits, batch["image"], batch["face"]))
+    with_teacher.watch = teacher.watch  # the trainer shows it the model it trains
     return with_teacher
 
 

@@ -199,3 +199,33 @@ def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student
         small = torch.randn(2, 1, 16, 16)
         stage3.loss_factory(args)(torch.zeros(2, 42), torch.zeros(2, 2), {"image": small, "keypoints": torch.zeros(2, 42),
                                                                           "face": torch.ones(2)})
+
+
+def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
+    from facial_keypoints.losses import TeacherLoss, heatmap_kl
+    from facial_keypoints.models import create_model
+    torch.manual_seed(1)
+    teacher = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    images = torch.randn(3, 1, 32, 32)
+    is_face = torch.tensor([1.0, 0.0, 1.0])
+    maps = torch.randn(3, 21, 8, 8)
+    assert float(heatmap_kl(maps, maps, is_face)) == pytest.approx(0.0, abs=1e-6)
+    other = maps.clone()
+    other[1] += torch.randn(21, 8, 8) * 3  # a non-face's maps do not count
+    assert float(heatmap_kl(other, maps, is_face)) == pytest.approx(0.0, abs=1e-6)
+    assert float(heatmap_kl(maps + torch.randn_like(maps), maps, is_face)) > 0.01
+
+    loss = TeacherLoss(teacher, "wing", weight=0.0, heatmap_weight=1.0)
+    with pytest.raises(RuntimeError, match="watch"):
+        loss(*teacher(images), images, is_face)
+    loss.watch(teacher)  # the teacher as its own student: nothing to learn
+    with torch.no_grad():
+        assert float(loss(*teacher(images), images, is_face)) == pytest.approx(0.0, abs=1e-5)
+    student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
+    loss.watch(student)
+    value = loss(*student(images), images, is_face)  # weight 0: only the heatmap term is left
+    value.backward()
+    assert value.item() > 0 and all(p.grad is None for p in teacher.parameters())
+    assert student.body.heatmaps.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="heatmaps"):
+        TeacherLoss(create_model("face_keypoints", input_size=32, backbone="compact_resnet"), heatmap_weight=1.0)
