@@ -96,17 +96,19 @@ class TeacherLoss(torch.nn.Module):
     same augmented images as the student, so it gives a target for every augmentation.
     With ``heatmap_weight`` > 0 and a student shown to ``watch``, the student's
     heatmaps also match the teacher's (``heatmap_weight`` * KL per point): where
-    a point may be, not just where its mean lies.
+    a point may be, not just where its mean lies.  ``temperature`` softens both
+    face/non-face distributions before their KL, so a student also learns how sure
+    the teacher is on crops it calls with 0.999.
     """
 
     def __init__(self, teacher: torch.nn.Module, kind: str = "wing", weight: float = 1.0,
-                 heatmap_weight: float = 0.0):
+                 heatmap_weight: float = 0.0, temperature: float = 1.0):
         super().__init__()
         self.teacher = teacher.eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.keypoints = KeypointLoss(kind)
-        self.weight, self.heatmap_weight = weight, heatmap_weight
+        self.weight, self.heatmap_weight, self.temperature = weight, heatmap_weight, temperature
         self.teacher_maps = HeatmapTap(teacher) if heatmap_weight > 0 else None
         self.student_maps = None
 
@@ -119,8 +121,9 @@ class TeacherLoss(torch.nn.Module):
         with torch.no_grad():
             self.teacher.eval()  # the trainer's model.train() does not reach the teacher
             teacher_keypoints, teacher_logits = self.teacher(images)
-        kl = torch.nn.functional.kl_div(torch.log_softmax(logits.float(), dim=1),
-                                        torch.softmax(teacher_logits.float(), dim=1), reduction="batchmean")
+        t = self.temperature  # > 1 softens the teacher's near-certain probabilities (Hinton et al.); t^2 keeps the scale
+        kl = torch.nn.functional.kl_div(torch.log_softmax(logits.float() / t, dim=1),
+                                        torch.softmax(teacher_logits.float() / t, dim=1), reduction="batchmean") * t * t
         total = self.weight * (self.keypoints(keypoints, teacher_keypoints, is_face) + kl)
         if self.heatmap_weight > 0:
             if self.student_maps is None or self.student_maps.output is None:

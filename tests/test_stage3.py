@@ -229,3 +229,22 @@ def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
     assert student.body.heatmaps.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="heatmaps"):
         TeacherLoss(create_model("face_keypoints", input_size=32, backbone="compact_resnet"), heatmap_weight=1.0)
+
+
+def test_teacher_temperature_tells_a_sure_teacher_from_a_surer_student():
+    from facial_keypoints.losses import TeacherLoss
+
+    class Fixed(torch.nn.Module):  # a "teacher" whose face logits are (0, 8) for every crop
+        def forward(self, images):
+            n = images.shape[0]
+            return torch.zeros(n, 42), torch.tensor([[0.0, 8.0]]).repeat(n, 1)
+
+    images, is_face = torch.zeros(2, 1, 8, 8), torch.ones(2)
+    student_logits = torch.tensor([[0.0, 16.0], [0.0, 16.0]])  # the same call, twice as sure
+    plain = TeacherLoss(Fixed(), "wing", weight=1.0)(torch.zeros(2, 42), student_logits, images, is_face)
+    soft = TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(torch.zeros(2, 42), student_logits, images,
+                                                                     is_face)
+    assert float(soft) > 100 * float(plain) > 0  # near-certain at t=1, a clear difference at t=4
+    same = TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(
+        torch.zeros(2, 42), torch.tensor([[0.0, 8.0], [0.0, 8.0]]), images, is_face)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
