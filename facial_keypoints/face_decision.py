@@ -12,6 +12,8 @@ always come from the plain pass.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 UNSURE = (0.01, 0.99)
@@ -24,9 +26,15 @@ def softmax_face_probability(logits) -> np.ndarray:
 
 
 def unsure_rows(logits, band=UNSURE) -> np.ndarray:
-    """Indices of the rows whose face probability lies strictly inside ``band``."""
-    probability = softmax_face_probability(logits)
-    return np.flatnonzero((probability > band[0]) & (probability < band[1]))
+    """Indices of the rows whose face probability lies strictly inside ``band``.
+
+    Compared as the logit margin (face minus non-face) against the band's log-odds:
+    the same test without an exponential per row (every face asks it).
+    """
+    logits = np.asarray(logits)
+    margin = logits[:, 1].astype(np.float64) - logits[:, 0]
+    low, high = (math.log(p / (1 - p)) if 0 < p < 1 else (-math.inf if p <= 0 else math.inf) for p in band)
+    return np.flatnonzero((margin > low) & (margin < high))
 
 
 def with_mirror_opinion(logits, mirrored_logits, band=UNSURE) -> np.ndarray:

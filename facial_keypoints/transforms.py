@@ -38,11 +38,16 @@ def standardize(images: np.ndarray) -> np.ndarray:
     flat = images.reshape(-1, *images.shape[-2:])
     out = np.empty(flat.shape, np.float32)
     for i, image in enumerate(flat):
-        mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(np.ascontiguousarray(image)))
-        np.subtract(image, mean, out=out[i], dtype=np.float32)
-        if std > 1e-6:
-            out[i] *= np.float32(1.0 / std)
+        standardize_into(image, out[i])
     return out.reshape(images.shape)
+
+
+def standardize_into(image: np.ndarray, out: np.ndarray) -> None:
+    """``standardize`` of one (H, W) image, written into the float32 array ``out`` (no temporary copies)."""
+    mean, std = cv2.meanStdDev(np.ascontiguousarray(image))
+    np.subtract(image, mean[0, 0], out=out, dtype=np.float32, casting="unsafe")
+    if std[0, 0] > 1e-6:
+        out *= np.float32(1.0 / std[0, 0])
 
 
 class Normalize:
