@@ -80,10 +80,21 @@ class HeatmapTap:
 
 
 def heatmap_kl(student_maps, teacher_maps, mask) -> torch.Tensor:
-    """KL(teacher || student) of each point's softmax over its map, mean over points, then over faces (mask 1)."""
-    n, k = student_maps.shape[:2]
+    """KL(teacher || student) of each point's softmax over its map, mean over points, then over faces (mask 1).
+
+    A teacher with finer maps (a whole multiple of the student's size) has its
+    probabilities summed over the cells each student cell covers.
+    """
+    n, k, h, w = student_maps.shape
     log_student = torch.log_softmax(student_maps.float().reshape(n, k, -1), dim=-1)
     teacher = torch.softmax(teacher_maps.float().reshape(n, k, -1), dim=-1)
+    big_h, big_w = teacher_maps.shape[-2:]
+    if (big_h, big_w) != (h, w):
+        if big_h % h or big_w % w or big_h // h != big_w // w:
+            raise ValueError(f"teacher maps {big_h}x{big_w} do not pool onto the student's {h}x{w}")
+        factor = big_h // h
+        teacher = torch.nn.functional.avg_pool2d(teacher.reshape(n, k, big_h, big_w), factor).reshape(n, k, -1)
+        teacher = teacher * (factor * factor)
     per_face = (teacher * (torch.log(teacher.clamp(min=1e-12)) - log_student)).sum(-1).mean(-1)
     return (per_face * mask).sum() / mask.sum().clamp(min=1.0)
 

@@ -248,3 +248,35 @@ def test_teacher_temperature_tells_a_sure_teacher_from_a_surer_student():
     same = TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(
         torch.zeros(2, 42), torch.tensor([[0.0, 8.0], [0.0, 8.0]]), images, is_face)
     assert float(same) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_heatmap_kl_pools_a_finer_teacher_onto_the_student_grid():
+    from facial_keypoints.losses import heatmap_kl
+    torch.manual_seed(2)
+    teacher = torch.randn(2, 21, 8, 8)
+    probs = torch.softmax(teacher.reshape(2, 21, -1), -1).reshape(2, 21, 8, 8)
+    pooled = torch.nn.functional.avg_pool2d(probs, 2) * 4  # each student cell holds its 4 teacher cells
+    student = pooled.clamp(min=1e-12).log()
+    assert float(heatmap_kl(student, teacher, torch.ones(2))) == pytest.approx(0.0, abs=1e-5)
+    assert float(heatmap_kl(torch.zeros(2, 21, 4, 4), teacher, torch.ones(2))) > 0.01
+    with pytest.raises(ValueError, match="pool"):
+        heatmap_kl(torch.zeros(2, 21, 3, 3), teacher, torch.ones(2))
+
+
+@pytest.mark.parametrize("backbone", ["plain_top_heatmap", "coarse_heatmap"])
+def test_a_lighter_keypoint_head_keeps_the_trained_classifier_exactly(tmp_path, backbone):
+    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+    from facial_keypoints.models import create_model
+    change = load_script("scripts", "change_backbone")
+    torch.manual_seed(4)
+    big = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 32,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(big, config), tmp_path / "big.pt")
+    light, light_config, dropped, new = change.change_backbone(load_checkpoint(tmp_path / "big.pt"), backbone)
+    light.eval()
+    assert not new and all(".smooth1." in k or ".lateral1." in k for k in dropped)
+    images = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        (big_points, big_logits), (points, logits) = big(images), light(images)
+    assert torch.equal(logits, big_logits) and points.shape == big_points.shape
