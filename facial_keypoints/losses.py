@@ -79,6 +79,19 @@ class HeatmapTap:
         self.output = output
 
 
+class EmbeddingTap:
+    """Keeps the last input of a two-headed model's face/non-face ``classifier`` (a forward pre-hook)."""
+
+    def __init__(self, model: torch.nn.Module):
+        if not isinstance(getattr(model, "classifier", None), torch.nn.Module):
+            raise ValueError("embedding distillation needs a two-headed model (one with a classifier)")
+        self.output = None
+        self.handle = model.classifier.register_forward_pre_hook(self._keep)
+
+    def _keep(self, module, inputs):
+        self.output = inputs[0]
+
+
 def heatmap_kl(student_maps, teacher_maps, mask) -> torch.Tensor:
     """KL(teacher || student) of each point's softmax over its map, mean over points, then over faces (mask 1).
 
@@ -107,26 +120,32 @@ class TeacherLoss(torch.nn.Module):
     same augmented images as the student, so it gives a target for every augmentation.
     With ``heatmap_weight`` > 0 and a student shown to ``watch``, the student's
     heatmaps also match the teacher's (``heatmap_weight`` * KL per point): where
-    a point may be, not just where its mean lies.  ``temperature`` softens both
+    a point may be, not just where its mean lies; with ``embedding_weight`` > 0 the
+    pooled features the face/non-face head reads match the teacher's (mean squared
+    error), so a student can keep the teacher's classifier.  ``temperature`` softens both
     face/non-face distributions before their KL, so a student also learns how sure
     the teacher is on crops it calls with 0.999.
     """
 
     def __init__(self, teacher: torch.nn.Module, kind: str = "wing", weight: float = 1.0,
-                 heatmap_weight: float = 0.0, temperature: float = 1.0):
+                 heatmap_weight: float = 0.0, temperature: float = 1.0, embedding_weight: float = 0.0):
         super().__init__()
         self.teacher = teacher.eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.keypoints = KeypointLoss(kind)
         self.weight, self.heatmap_weight, self.temperature = weight, heatmap_weight, temperature
+        self.embedding_weight = embedding_weight
         self.teacher_maps = HeatmapTap(teacher) if heatmap_weight > 0 else None
-        self.student_maps = None
+        self.teacher_embedding = EmbeddingTap(teacher) if embedding_weight > 0 else None
+        self.student_maps = self.student_embedding = None
 
     def watch(self, student: torch.nn.Module) -> None:
-        """Tap the student's heatmaps (needed when ``heatmap_weight`` > 0)."""
+        """Tap the student's heatmaps and embedding (needed when their weights are > 0)."""
         if self.heatmap_weight > 0:
             self.student_maps = HeatmapTap(student)
+        if self.embedding_weight > 0:
+            self.student_embedding = EmbeddingTap(student)
 
     def forward(self, keypoints, logits, images, is_face):
         with torch.no_grad():
@@ -141,4 +160,10 @@ class TeacherLoss(torch.nn.Module):
                 raise RuntimeError("heatmap distillation: call watch(student) before training")
             total = total + self.heatmap_weight * heatmap_kl(self.student_maps.output, self.teacher_maps.output,
                                                              is_face.float())
+        if self.embedding_weight > 0:
+            if self.student_embedding is None or self.student_embedding.output is None:
+                raise RuntimeError("embedding distillation: call watch(student) before training")
+            # what the face/non-face head reads, on faces and non-faces alike
+            total = total + self.embedding_weight * torch.nn.functional.mse_loss(
+                self.student_embedding.output.float(), self.teacher_embedding.output.float())
         return total

@@ -40,6 +40,8 @@ def add_arguments(parser):
     group.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's term")
     group.add_argument("--teacher-heatmap-weight", type=float, default=0.0,
                        help="weight of the KL between the teacher's and the model's heatmaps (heatmap backbones)")
+    group.add_argument("--teacher-embedding-weight", type=float, default=0.0,
+                       help="weight of the mean squared error to the teacher's pooled features (the classifier's input)")
     group.add_argument("--teacher-temperature", type=float, default=1.0,
                        help="softmax temperature of the face/non-face KL to the teacher")
 
@@ -50,7 +52,8 @@ def loss_factory(args):
         return lambda keypoints, logits, batch: loss(keypoints, logits, batch["keypoints"], batch["face"])
     teacher_model, payload = load_model(args.teacher)
     teacher = TeacherLoss(teacher_model, args.loss, args.teacher_weight,
-                          getattr(args, "teacher_heatmap_weight", 0.0), getattr(args, "teacher_temperature", 1.0))
+                          getattr(args, "teacher_heatmap_weight", 0.0), getattr(args, "teacher_temperature", 1.0),
+                          getattr(args, "teacher_embedding_weight", 0.0))
     teacher_size = payload["config"]["input_size"]
 
     def with_teacher(keypoints, logits, batch):

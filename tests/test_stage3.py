@@ -280,3 +280,27 @@ def test_a_lighter_keypoint_head_keeps_the_trained_classifier_exactly(tmp_path, 
     with torch.no_grad():
         (big_points, big_logits), (points, logits) = big(images), light(images)
     assert torch.equal(logits, big_logits) and points.shape == big_points.shape
+
+
+def test_embedding_distillation_matches_what_the_classifier_reads():
+    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.models import create_model
+    torch.manual_seed(5)
+    teacher = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    images, is_face = torch.randn(4, 1, 32, 32), torch.tensor([1.0, 0.0, 0.0, 1.0])
+    loss = TeacherLoss(teacher, "wing", weight=0.0, embedding_weight=1.0)
+    with pytest.raises(RuntimeError, match="watch"):
+        loss(*teacher(images), images, is_face)
+    student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
+    loss.watch(student)
+    value = loss(*student(images), images, is_face)  # weight 0: only the embedding term is left
+    with torch.no_grad():
+        expected = torch.nn.functional.mse_loss(student.body.forward_with_embedding(images)[1],
+                                                teacher.body.forward_with_embedding(images)[1])
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5) and value.item() > 0
+    value.backward()
+    assert student.body.trunk.layer3[0].body[0][0].weight.grad.abs().sum() > 0  # into the trunk
+    head_grad = student.classifier[1].weight.grad  # not through the head it feeds
+    assert head_grad is None or float(head_grad.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="two-headed"):
+        TeacherLoss(create_model("fast_heatmap", input_size=32), embedding_weight=1.0)
