@@ -97,11 +97,13 @@ def run_inference(model, loader, device, loss_fn=None, mirror_band=None) -> dict
         faces.append(batch["face"].numpy())
         indices.append(np.asarray(batch["index"]))
         if logits is not None:
+            def mirrored(rows, images=images):  # the face logits of those rows' left-right mirror images
+                flipped = torch.flip(images[torch.as_tensor(rows, device=images.device)], dims=[3])
+                return model_outputs(model, flipped)[1].float().cpu().numpy()
+
             plain = logits.float().cpu().numpy()
             plain_probs.append(softmax_face_probability(plain))
-            combined = plain if mirror_band is None else with_mirror_opinion(plain, lambda rows: model_outputs(
-                model, torch.flip(images[torch.as_tensor(rows, device=images.device)], dims=[3]))[1]
-                .float().cpu().numpy(), mirror_band)
+            combined = plain if mirror_band is None else with_mirror_opinion(plain, mirrored, mirror_band)
             probs.append(softmax_face_probability(combined))
     result = {
         "pred": np.concatenate(preds).reshape(-1, NUM_POINTS, 2),
