@@ -33,17 +33,17 @@ def standardize(images: np.ndarray) -> np.ndarray:
     and std on a 112x112 crop, which matters when one face takes 0.4 ms in all.
     """
     images = np.asarray(images)
-    if images.dtype not in (np.uint8, np.float32, np.float64):
-        images = images.astype(np.float32)
     flat = images.reshape(-1, *images.shape[-2:])
     out = np.empty(flat.shape, np.float32)
-    for i, image in enumerate(flat):
-        standardize_into(image, out[i])
+    for image, target in zip(flat, out):
+        standardize_into(image, target)
     return out.reshape(images.shape)
 
 
 def standardize_into(image: np.ndarray, out: np.ndarray) -> None:
-    """``standardize`` of one (H, W) image, written into the float32 array ``out`` (no temporary copies)."""
+    """``standardize`` of one (H, W) image, written into the float32 array ``out``."""
+    if image.dtype not in (np.uint8, np.float32, np.float64):
+        image = image.astype(np.float32)
     mean, std = cv2.meanStdDev(np.ascontiguousarray(image))
     np.subtract(image, mean[0, 0], out=out, dtype=np.float32, casting="unsafe")
     if std[0, 0] > 1e-6:
@@ -98,11 +98,14 @@ def crops_to_array(crops, normalize: bool = True) -> np.ndarray:
     costs more than a small network's forward pass (``inference.KeypointRunner``
     hands it to ONNX Runtime as it is).
     """
-    batch = np.asarray(crops)
-    if batch.ndim == 2:
-        batch = batch[None]
-    batch = standardize(batch) if normalize else batch.astype(np.float32) / np.float32(255.0)
-    return np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+    if isinstance(crops, np.ndarray) and crops.ndim == 2:
+        crops = crops[None]
+    if not normalize:
+        return np.ascontiguousarray(np.asarray(crops).astype(np.float32) / np.float32(255.0))[:, None]
+    batch = np.empty((len(crops), 1, *np.shape(crops[0])), np.float32)
+    for crop, row in zip(crops, batch):  # each crop straight into the batch, no stacked copy first
+        standardize_into(np.asarray(crop), row[0])
+    return batch
 
 
 def crops_to_batch(crops, normalize: bool = True) -> torch.Tensor:
