@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from facial_keypoints.export import OnnxModel, export_onnx
-from facial_keypoints.images import crop_resized, crop_warped
+from facial_keypoints.images import _halved_region, crop_resized, crop_warped
 from facial_keypoints.inference import KeypointRunner, softmax_face_probability
 from facial_keypoints.models import create_model
 from facial_keypoints.transforms import crops_to_batch
@@ -89,6 +89,30 @@ def test_warped_crop_antialiases_a_large_reduction_like_pil():
         fast = crop_warped(gray, box, 32).astype(float)
         reference = crop_resized(Image.fromarray(gray), box, 32).astype(float)
         assert np.abs(fast - reference).mean() < 2.0, box  # (PIL refuses boxes beyond the photo)
+
+
+def test_warped_crop_averages_stripes_away_at_every_reduction_from_2_to_7():
+    gray = np.zeros((500, 500), np.uint8)
+    gray[:, ::2] = 255  # period-2 stripes: any reduction >= 2 must average them to grey
+    for factor in (2.0, 2.6, 3.0, 3.7, 5.0, 7.2):
+        box = (11.0, 13.0, 11.0 + 32 * factor, 13.0 + 32 * factor)
+        crop = crop_warped(gray, box, 32).astype(float)
+        assert abs(crop.mean() - 127.5) < 3 and crop.std() < 12, factor
+
+
+def test_halved_region_is_the_block_mean_of_the_photo_and_reaches_past_the_box():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+    box = (10.4, 6.7, 50.2, 47.9)  # 41 x 42 photo pixels from (10, 6): 11 blocks of 4 each way
+    region, (x0, y0, x1, y1) = _halved_region(gray, box, 2)
+    assert region.shape == (11, 11)
+    blocks = gray[6:50, 10:54].reshape(11, 4, 11, 4).mean(axis=(1, 3))  # photo pixels, not repeated edges
+    assert np.abs(region.astype(float) - blocks).max() <= 1.0  # two rounded halvings
+    np.testing.assert_allclose((x0, y0, x1, y1), (0.1, 0.175, 10.05, 10.475))
+    # at the photo's edge the last block repeats the edge pixels
+    region, _ = _halved_region(gray, (141.0, 101.0, 159.0, 119.5), 1)  # 19 px to the edge: one short
+    assert region.shape == (10, 10)
+    assert region[-1, -1] == gray[119, 159]  # a block of the corner pixel and its three copies
 
 
 def test_runner_asks_the_mirrored_crop_only_where_it_is_unsure(tmp_path):
