@@ -152,3 +152,34 @@ def test_occlusion_and_motion_blur_flags_build_their_steps():
     assert "RandomMotionBlur" in names and "RandomOcclusion" in names
     names = [type(s).__name__ for s in train_transform(parser.parse_args([]), {"normalize": True}).transforms]
     assert "RandomMotionBlur" not in names and "RandomOcclusion" not in names
+
+
+def test_underexposure_darkens_into_few_noisy_grey_levels_and_keeps_the_points():
+    from facial_keypoints.augment import RandomUnderexposure
+    ys, xs = np.mgrid[0:64, 0:64]
+    image = (20 + 2 * xs + ys).astype(np.uint8)  # a ramp of 190 grey levels (20..209)
+    points = np.array([[10.5, 20.5], [30.0, 40.0]], np.float32)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = RandomUnderexposure(p=1.0, darkest=0.1, noise=3.0)({"image": image.copy(), "keypoints": points.copy()})
+        dark = out["image"]
+        assert dark.dtype == np.uint8 and dark.shape == image.shape
+        np.testing.assert_array_equal(out["keypoints"], points)
+        assert 0.1 * image.mean() - 2 < dark.mean() < 0.5 * image.mean() + 2  # gain in [0.1, 0.5]
+        assert len(np.unique(dark)) < len(np.unique(image)) / 1.5  # the range shrinks: fewer levels
+        # what is left follows the ramp: dark pixels are a scaled copy, not noise
+        assert np.corrcoef(dark.ravel().astype(float), image.ravel().astype(float))[0, 1] > 0.8
+    torch.manual_seed(0)
+    same = RandomUnderexposure(p=0.0)({"image": image.copy(), "keypoints": points.copy()})
+    np.testing.assert_array_equal(same["image"], image)
+
+
+def test_underexpose_flag_builds_its_step():
+    import argparse
+    from facial_keypoints.augment import add_augmentation_arguments, train_transform
+    parser = argparse.ArgumentParser()
+    add_augmentation_arguments(parser)
+    steps = train_transform(parser.parse_args(["--underexpose", "0.2"]), {"normalize": True}).transforms
+    assert [s.p for s in steps if type(s).__name__ == "RandomUnderexposure"] == [0.2]
+    steps = train_transform(parser.parse_args([]), {"normalize": True}).transforms
+    assert "RandomUnderexposure" not in [type(s).__name__ for s in steps]
