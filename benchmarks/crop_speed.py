@@ -15,7 +15,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -39,27 +39,25 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "crop_speed.md")
     args = parser.parse_args(argv)
     root = resolve_data_root(args.data_root)
-    photos, faces = {}, []
+    photos, faces = {}, []  # faces: (PIL photo, its array, box, k); photos decoded once, before any timing
     for record in read_list(args.test_list):
         if record.is_face:
             if record.image not in photos:
-                photos[record.image] = load_gray(root / record.image)[0]
+                image = load_gray(root / record.image)[0]
+                photos[record.image] = (image, np.asarray(image))
             box = np.asarray(record.box, dtype=np.float64)
-            faces.append((photos[record.image], box, int(min(box[2] - box[0], box[3] - box[1]) / args.size)))
-    arrays = {id(image): np.asarray(image) for image in photos.values()}
-    cutters = {"crop_warped (OpenCV, inference)": lambda image, box: crop_warped(arrays[id(image)], box, args.size),
-               "crop_resized (PIL, training)": lambda image, box: crop_resized(image, box, args.size)}
+            faces.append((*photos[record.image], box, min(6, int(min(box[2] - box[0], box[3] - box[1]) / args.size))))
+    cutters = {"crop_warped (OpenCV, inference)": lambda image, array, box: crop_warped(array, box, args.size),
+               "crop_resized (PIL, training)": lambda image, array, box: crop_resized(image, box, args.size)}
     times = {name: defaultdict(list) for name in cutters}
     for _ in range(args.repeats):
         for name, cut in cutters.items():
-            for image, box, k in faces:
+            for image, array, box, k in faces:
                 started = time.perf_counter()
-                cut(image, box)
-                times[name][min(k, 6)].append((time.perf_counter() - started) * 1e6)
-    groups = sorted({min(k, 6) for _, _, k in faces})
-    counts = defaultdict(int)
-    for _, _, k in faces:
-        counts[min(k, 6)] += 1
+                cut(image, array, box)
+                times[name][k].append((time.perf_counter() - started) * 1e6)
+    counts = Counter(k for *_, k in faces)
+    groups = sorted(counts)
     label = {k: (f"k = {k}" if k < 6 else "k >= 6") for k in groups}
     lines = [f"Machine: {machine()}; {len(faces)} test faces of {len(photos)} photos, crop {args.size} px, "
              f"{args.repeats} passes; µs per crop, median (mean).", "",
