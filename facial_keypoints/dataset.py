@@ -18,7 +18,10 @@ class FaceCrops(Dataset):
     """
 
     def __init__(self, records: list[ListRecord], data_root, size: int = 112, transform=None,
-                 cache_dir=None, workers: int = 2, progress: bool = True, crops: np.ndarray | None = None):
+                 cache_dir=None, workers: int = 2, progress: bool = True, crops: np.ndarray | None = None,
+                 keypoint_labelled: np.ndarray | None = None):
+        """``keypoint_labelled`` (one bool per record, default all True): False for faces whose
+        keypoint labels must not be trained (crops framed by a detector rather than the labels)."""
         self.records = records
         self.size = size
         self.transform = transform
@@ -33,6 +36,11 @@ class FaceCrops(Dataset):
         self.frame_keypoints = np.stack([
             to_frame(r.keypoints, r.box, size) if r.is_face else np.zeros((NUM_POINTS, 2))
             for r in records]).astype(np.float32)
+        self.keypoint_labelled = (np.ones(len(records), dtype=bool) if keypoint_labelled is None
+                                  else np.asarray(keypoint_labelled, dtype=bool))
+        if self.keypoint_labelled.shape != (len(records),):
+            raise ValueError(f"keypoint_labelled needs one flag per record ({len(records)}), "
+                             f"got shape {self.keypoint_labelled.shape}")
 
     def face_mask(self) -> np.ndarray:
         return np.array([r.is_face for r in self.records], dtype=bool)
@@ -50,6 +58,7 @@ class FaceCrops(Dataset):
             "image": self.crops[index].copy(),
             "keypoints": self.frame_keypoints[index].copy(),
             "face": 1.0 if record.is_face else 0.0,
+            "keypoint_labelled": 1.0 if self.keypoint_labelled[index] else 0.0,
             "index": index,
         }
         return self.transform(sample) if self.transform else sample

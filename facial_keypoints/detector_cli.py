@@ -75,6 +75,13 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--crops", type=Path, default=None,
                    help="train/finetune: take the training list's crops from this pack (written by --phase pack) "
                         "instead of the photos, e.g. to train on a machine without the data")
+    p.add_argument("--extra-list", type=Path, default=None,
+                   help="train/finetune: more training crops, e.g. detector-framed ones from "
+                        "stage3/detector_examples.py --new-only, for the face/non-face loss and a teacher's terms "
+                        "only (their keypoint labels are not trained); lines of other photos than the training "
+                        "split's are dropped")
+    p.add_argument("--extra-crops", type=Path, default=None,
+                   help="with --crops: the --extra-list's pack (--phase pack --train-list EXTRA --crops FILE)")
     p.add_argument("--predict-dir", type=Path, default=stage_dir / "predictions")
     p.add_argument("--num-predict", type=int, default=16, help="predict: faces to draw")
     p.add_argument("--no-progress", action="store_true")
@@ -155,11 +162,14 @@ class Detector:
         self.add_arguments = add_arguments
 
     # ---- command line -------------------------------------------------------------
-    def main(self, argv=None) -> int:
+    def parser(self) -> argparse.ArgumentParser:
         parser = build_parser(self.stage_dir, self.defaults)
         if self.add_arguments:
             self.add_arguments(parser)
-        args = parser.parse_args(argv)
+        return parser
+
+    def main(self, argv=None) -> int:
+        args = self.parser().parse_args(argv)
         try:
             return self.run(args)
         except (*USER_ERRORS, KeyError, OSError, engine.NonFiniteLossError) as error:
@@ -198,14 +208,33 @@ class Detector:
             config["normalize"])
         common = dict(data_root=self.root, size=config["input_size"], cache_dir=self.args.cache_dir,
                       progress=not self.args.no_progress)
+        extra_records, keep = self.extra_records({r.image for r in train})
         train_crops = val_crops = None
         if self.args.crops:
             packed = read_pack(self.args.crops, records, config["input_size"])
             row = {id(record): n for n, record in enumerate(records)}
             train_crops = packed[[row[id(r)] for r in train]]
             val_crops = packed[[row[id(r)] for r in val]]
-        return (FaceCrops(train, transform=transform, crops=train_crops, **common),
+            if keep:
+                if self.args.extra_crops is None:
+                    raise ValueError("--crops with --extra-list needs --extra-crops (the extra list's pack)")
+                extra = read_pack(self.args.extra_crops, extra_records, config["input_size"])[keep]
+                train_crops = np.concatenate([train_crops, extra])
+        kept = [extra_records[n] for n in keep]
+        labelled = np.r_[np.ones(len(train), dtype=bool), np.zeros(len(kept), dtype=bool)]
+        return (FaceCrops(train + kept, transform=transform, crops=train_crops, keypoint_labelled=labelled, **common),
                 FaceCrops(val, transform=eval_transform(config["normalize"]), crops=val_crops, **common))
+
+    def extra_records(self, train_photos: set) -> tuple[list, list]:
+        """(the --extra-list's records, the rows kept): those of the training split's photos only, so
+        neither a validation nor a test photo enters training through it."""
+        if getattr(self.args, "extra_list", None) is None:
+            return [], []
+        records = read_list(self.args.extra_list)
+        keep = [n for n, r in enumerate(records) if r.image in train_photos]
+        log.info("%s: %d of %d lines added (keypoints not trained), %d of other photos dropped",
+                 self.args.extra_list, len(keep), len(records), len(records) - len(keep))
+        return records, keep
 
     # ---- phases -------------------------------------------------------------------
     def phase_train(self, model=None, config=None, start_payload=None, lr=None):
@@ -214,7 +243,8 @@ class Detector:
         train_set, val_set = self.datasets(config)
         if model is None:
             model = create_model(config["arch"], input_size=config["input_size"], **config["model_kwargs"])
-            init_output(model, torch.from_numpy(train_set.frame_keypoints[train_set.face_mask()].mean(axis=0)))
+            labelled_faces = train_set.face_mask() & train_set.keypoint_labelled
+            init_output(model, torch.from_numpy(train_set.frame_keypoints[labelled_faces].mean(axis=0)))
         model.to(self.device)
         lr = lr if lr is not None else (args.lr if args.lr is not None else self.defaults.get("lr", 1e-3))
         args.lr = lr  # the checkpoint records the rate actually used

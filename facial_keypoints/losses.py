@@ -59,10 +59,12 @@ class FaceAndKeypointLoss(torch.nn.Module):
         self.a, self.b = a, b
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
 
-    def forward(self, keypoints, logits, target_keypoints, is_face):
+    def forward(self, keypoints, logits, target_keypoints, is_face, keypoint_labelled=None):
+        """``keypoint_labelled`` (optional, per sample): 0 leaves a face out of the keypoint loss only."""
         ce = torch.nn.functional.cross_entropy(logits.float(), is_face.long(),
                                                weight=self.class_weights.to(logits.device))
-        return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints, is_face)
+        mask = is_face if keypoint_labelled is None else is_face * keypoint_labelled
+        return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints, mask)
 
 
 class HeatmapTap:

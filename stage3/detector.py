@@ -48,8 +48,11 @@ def add_arguments(parser):
 
 def loss_factory(args):
     loss = FaceAndKeypointLoss(args.loss, args.cls_weight, args.kp_weight, tuple(args.class_weights))
+
+    def labels_loss(keypoints, logits, batch):
+        return loss(keypoints, logits, batch["keypoints"], batch["face"], batch.get("keypoint_labelled"))
     if getattr(args, "teacher", None) is None or args.phase not in ("train", "finetune"):
-        return lambda keypoints, logits, batch: loss(keypoints, logits, batch["keypoints"], batch["face"])
+        return labels_loss
     teacher_model, payload = load_model(args.teacher)
     teacher = TeacherLoss(teacher_model, args.loss, args.teacher_weight,
                           getattr(args, "teacher_heatmap_weight", 0.0), getattr(args, "teacher_temperature", 1.0),
@@ -61,7 +64,7 @@ def loss_factory(args):
             raise ValueError(f"--teacher {args.teacher} takes {teacher_size}-px crops, "
                              f"the model trains on {batch['image'].shape[-1]}-px ones")
         teacher.to(keypoints.device)
-        return (loss(keypoints, logits, batch["keypoints"], batch["face"])
+        return (labels_loss(keypoints, logits, batch)
                 + teacher(keypoints, logits, batch["image"], batch["face"]))
     with_teacher.watch = teacher.watch  # the trainer shows it the model it trains
     return with_teacher

@@ -10,6 +10,9 @@ new list with, besides the original lines,
 
     python stage3/detector_examples.py --data-root ../shared/data      # stage3/train_detector.txt
     python stage3/detector.py --phase finetune --train-list stage3/train_detector.txt ...
+    # or only the detector's crops, for the face/non-face loss and a teacher, not the keypoint loss:
+    python stage3/detector_examples.py --new-only --out stage3/train_extra.txt
+    python stage3/detector.py --phase finetune --extra-list stage3/train_extra.txt ...
 """
 import argparse
 import sys
@@ -64,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-iou", type=float, default=0.3)
     parser.add_argument("--detector", default="mtcnn")
     parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--new-only", action="store_true",
+                        help="write only the detector's lines (for detector.py --extra-list), not the list's own")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -76,8 +81,9 @@ def main(argv=None) -> int:
         detector = create_detector(args.detector, min_face=args.min_face)
         faces, non_faces = detector_examples(records, labels, root, detector, args.expand_ratio, args.max_iou,
                                              progress=not args.no_progress)
-        write_list(args.out, records + faces + non_faces)
-        print(f"wrote {args.out}: the {len(records)} lines of {args.train_list}, {len(faces)} faces cropped from "
+        write_list(args.out, (faces + non_faces) if args.new_only else (records + faces + non_faces))
+        kept = "" if args.new_only else f"the {len(records)} lines of {args.train_list}, "
+        print(f"wrote {args.out}: {kept}{len(faces)} faces cropped from "
               f"detector boxes, {len(non_faces)} detector false positives as non-faces")
         return 0
     return run_reporting_errors(run)

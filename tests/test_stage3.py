@@ -53,6 +53,19 @@ def test_loss_masks_keypoints_of_non_faces():
     assert loss(keypoints, logits, target, is_face).item() == pytest.approx(expected.item())
 
 
+def test_loss_leaves_faces_without_trusted_keypoints_out_of_the_keypoint_term_only():
+    loss = FaceAndKeypointLoss("mse", a=2.0, b=1.0)
+    keypoints, target = torch.zeros(3, 42), torch.ones(3, 42)
+    target[1] = 50.0  # a detector-framed face: its labelled points do not fit the crop's framing
+    logits = torch.tensor([[0.0, 3.0], [0.0, 1.0], [3.0, 0.0]])
+    is_face = torch.tensor([1.0, 1.0, 0.0])
+    labelled = torch.tensor([1.0, 0.0, 1.0])
+    ce = torch.nn.functional.cross_entropy(logits, is_face.long())  # every crop, the unlabelled face too
+    expected = 2.0 * ce + KeypointLoss("mse")(keypoints[:1], target[:1])
+    assert loss(keypoints, logits, target, is_face, labelled).item() == pytest.approx(expected.item())
+    assert loss(keypoints, logits, target, is_face).item() > expected.item() + 100  # without the flag it counts
+
+
 def test_classification_metrics_count_over_the_whole_set():
     m = classification_metrics([1, 1, 1, 0, 0], [0.9, 0.2, 0.6, 0.1, 0.7])
     assert m == {"samples": 5, "accuracy": pytest.approx(60.0), "face_recall": pytest.approx(200 / 3),
@@ -110,6 +123,31 @@ def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
     np.testing.assert_allclose(face.absolute_keypoints(), points, atol=1e-3)  # labelled points (3 decimals), new crop
     side = shifted[2] - shifted[0]
     assert face.box[0] == np.floor(shifted[0] - 0.25 * side)
+
+
+def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthetic_root, tmp_path):
+    from facial_keypoints.labels import write_list
+    from facial_keypoints.lists import split_by_photo
+    root, _ = synthetic_root
+    gen = load_script("stage3", "gen_train_test")
+    assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
+    train_list = tmp_path / "lists" / "train.txt"
+    records = read_list(train_list)
+    train, val = split_by_photo(records, 0.3, 1)
+    extra = [r for r in records if r.is_face]  # stand-ins for detector-framed faces, of both splits
+    write_list(tmp_path / "extra.txt", extra)
+    detector = load_script("stage3", "detector").detector()
+    args = detector.parser().parse_args([
+        "--phase", "train", "--data-root", str(root), "--train-list", str(train_list), "--val-fraction", "0.3",
+        "--extra-list", str(tmp_path / "extra.txt"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    detector.args, detector.root = args, root
+    train_set, val_set = detector.datasets(detector.config())
+    kept = [r for r in extra if r.image in {t.image for t in train}]
+    assert 0 < len(kept) < len(extra)  # the validation photos' lines are dropped
+    assert len(train_set) == len(train) + len(kept) and len(val_set) == len(val)
+    flags = [train_set[n]["keypoint_labelled"] for n in range(len(train_set))]
+    assert flags == [1.0] * len(train) + [0.0] * len(kept)
+    assert all(val_set[n]["keypoint_labelled"] == 1.0 for n in range(len(val_set)))
 
 
 def read_list_records(root):
