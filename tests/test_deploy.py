@@ -54,6 +54,31 @@ def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch)
     assert load_checkpoint(save / "last.pt")["epoch"] == 1
 
 
+def test_extra_crops_come_from_their_own_pack_and_must_be_given(train_list, tmp_path):
+    root, path = train_list
+    from facial_keypoints.lists import split_by_photo
+    records = read_list(path)
+    train, _ = split_by_photo(records, 0.3, 1)
+    write_list(tmp_path / "extra.txt", train[:3])  # stand-ins for detector-framed crops of training photos
+    common = ["--train-list", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"),
+              "--val-fraction", "0.3"]
+    detector = Detector(REPO / "stage1", {"arch": "stage1"})
+    assert detector.main(["--phase", "pack", "--data-root", str(root), *common,
+                          "--crops", str(tmp_path / "pack.npz")]) == 0
+    assert detector.main(["--phase", "pack", "--data-root", str(root), *common, "--train-list",
+                          str(tmp_path / "extra.txt"), "--crops", str(tmp_path / "extra.npz")]) == 0
+    args = detector.parser().parse_args(["--phase", "train", *common, "--crops", str(tmp_path / "pack.npz"),
+                                         "--extra-list", str(tmp_path / "extra.txt")])
+    detector.args, detector.root = args, None
+    with pytest.raises(ValueError, match="--extra-crops"):
+        detector.datasets(detector.config())
+    args.extra_crops = tmp_path / "extra.npz"
+    train_set, _ = detector.datasets(detector.config())
+    assert len(train_set) == len(train) + 3
+    assert np.array_equal(train_set.crops[-3:], train_set.crops[:3])  # the same boxes, from the other pack
+    assert train_set.keypoint_labelled.tolist() == [True] * len(train) + [False] * 3
+
+
 def test_int8_keeps_the_first_conv_and_the_decoding_in_float_and_stays_close(tmp_path):
     torch.manual_seed(0)
     model = create_model("face_keypoints", backbone="fast_heatmap").eval()
