@@ -342,3 +342,11 @@ def test_embedding_distillation_matches_what_the_classifier_reads():
     assert head_grad is None or float(head_grad.abs().sum()) == 0.0
     with pytest.raises(ValueError, match="two-headed"):
         TeacherLoss(create_model("fast_heatmap", input_size=32), embedding_weight=1.0)
+
+
+def test_the_loose_candidate_pool_only_reports(capsys):
+    calibrate = load_script("scripts", "calibrate_face_threshold")
+    with pytest.raises(SystemExit) as stop:
+        calibrate.main(["--loose", "--write", "model.pt"])
+    assert stop.value.code == 2 and "reports only" in capsys.readouterr().err
+    assert calibrate.LOOSE["min_face"] < 40  # looser than predict's default detector
