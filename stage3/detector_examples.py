@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-iou", type=float, default=0.3)
     parser.add_argument("--detector", default="mtcnn")
     parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--thresholds", type=float, nargs=3, default=(0.5, 0.6, 0.6), metavar=("P", "R", "O"),
+                        help="MTCNN's three stage thresholds (lower: more, harder false detections)")
     parser.add_argument("--new-only", action="store_true",
                         help="write only the detector's lines (for detector.py --extra-list), not the list's own")
     parser.add_argument("--no-progress", action="store_true")
@@ -78,7 +80,8 @@ def main(argv=None) -> int:
         labels = defaultdict(list)
         for face in read_labels(root):
             labels[face.image].append(face)
-        detector = create_detector(args.detector, min_face=args.min_face)
+        options = {"thresholds": tuple(args.thresholds)} if args.detector == "mtcnn" else {}
+        detector = create_detector(args.detector, min_face=args.min_face, **options)
         faces, non_faces = detector_examples(records, labels, root, detector, args.expand_ratio, args.max_iou,
                                              progress=not args.no_progress)
         write_list(args.out, (faces + non_faces) if args.new_only else (records + faces + non_faces))
