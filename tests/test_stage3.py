@@ -350,3 +350,12 @@ def test_the_loose_candidate_pool_only_reports(capsys):
         calibrate.main(["--loose", "--write", "model.pt"])
     assert stop.value.code == 2 and "reports only" in capsys.readouterr().err
     assert calibrate.LOOSE["min_face"] < 40  # looser than predict's default detector
+
+
+def test_validate_candidate_counts_crop_recalls_and_log_loss_over_all_crops():
+    validate = load_script("scripts", "validate_candidate")
+    figures = validate.crop_figures([1, 1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1, 0.7], threshold=0.5)
+    assert figures["face_recall"] == pytest.approx(200 / 3) and figures["non_face_recall"] == pytest.approx(50.0)
+    expected = -np.mean(np.log([0.9, 0.4, 0.6, 0.9, 0.3]))
+    assert figures["log_loss"] == pytest.approx(expected)
+    assert validate.crop_figures([1, 0], [0.45, 0.2], threshold=0.4)["face_recall"] == 100.0  # the model's own cut
