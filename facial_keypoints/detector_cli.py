@@ -112,9 +112,13 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 
 
 def keypoint_loss_fn(kind: str):
-    """The stage-1/2 loss: keypoints only, masked to faces."""
+    """The stage-1/2 loss: keypoints only, masked to faces whose keypoint labels are trained (--extra-list)."""
     loss = KeypointLoss(kind)
-    return lambda keypoints, logits, batch: loss(keypoints, batch["keypoints"], batch["face"])
+
+    def keypoints_only(keypoints, logits, batch):
+        mask = batch["face"] if "keypoint_labelled" not in batch else batch["face"] * batch["keypoint_labelled"]
+        return loss(keypoints, batch["keypoints"], mask)
+    return keypoints_only
 
 
 def keypoint_loss_from_args(args):

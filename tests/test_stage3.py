@@ -359,3 +359,13 @@ def test_validate_candidate_counts_crop_recalls_and_log_loss_over_all_crops():
     expected = -np.mean(np.log([0.9, 0.4, 0.6, 0.9, 0.3]))
     assert figures["log_loss"] == pytest.approx(expected)
     assert validate.crop_figures([1, 0], [0.45, 0.2], threshold=0.4)["face_recall"] == 100.0  # the model's own cut
+
+
+def test_the_keypoint_only_loss_of_stages_1_and_2_also_skips_unlabelled_faces():
+    from facial_keypoints.detector_cli import keypoint_loss_fn
+    loss = keypoint_loss_fn("mse")
+    keypoints = torch.zeros(2, 42)
+    batch = {"keypoints": torch.stack([torch.ones(42), torch.full((42,), 50.0)]), "face": torch.tensor([1.0, 1.0])}
+    assert loss(keypoints, None, batch).item() > 1000  # both faces count without the flag
+    batch["keypoint_labelled"] = torch.tensor([1.0, 0.0])
+    assert loss(keypoints, None, batch).item() == pytest.approx(1.0)
