@@ -163,6 +163,28 @@ class RandomUnderexposure:
         return f"RandomUnderexposure(p={self.p}, darkest={self.darkest}, noise={self.noise})"
 
 
+class RandomLowResolution:
+    """A small face: the crop shrunk to a side drawn log-uniformly in [``smallest``, half the crop]
+    by area averaging, then enlarged back bilinearly, as ``images.crop_warped`` enlarges a face
+    smaller than the crop.  Both resizes keep pixel centres aligned, so the points stay.
+    """
+
+    def __init__(self, p: float = 0.2, smallest: int = 20):
+        self.p, self.smallest = p, smallest
+
+    def __call__(self, sample: dict) -> dict:
+        if torch.rand(()).item() >= self.p:
+            return sample
+        height, width = sample["image"].shape[:2]
+        side = int(round(np.exp(_uniform(np.log(self.smallest), np.log(max(self.smallest, min(height, width) / 2))))))
+        small = cv2.resize(sample["image"], (side, side), interpolation=cv2.INTER_AREA)
+        sample["image"] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        return sample
+
+    def __repr__(self):
+        return f"RandomLowResolution(p={self.p}, smallest={self.smallest})"
+
+
 class RandomMotionBlur:
     """A straight smear (camera shake, a moving head): a line kernel up to ``length`` px long at a random angle."""
 
@@ -232,6 +254,8 @@ def add_augmentation_arguments(parser) -> None:
     group.add_argument("--noise", type=float, default=0.0, help="max noise std, grey levels (0: off)")
     group.add_argument("--underexpose", type=float, default=0.0,
                        help="probability of a near-dark exposure: gain 0.1-0.5, noise, 8 bits again (0: off)")
+    group.add_argument("--low-res", type=float, default=0.0,
+                       help="probability of a small face: the crop shrunk to 20-56 px and enlarged back (0: off)")
     group.add_argument("--motion-blur", type=int, default=0,
                        help="max length of a motion-blur smear, px (a fifth of the samples; 0: off)")
     group.add_argument("--occlude", type=float, default=0.0,
@@ -249,6 +273,8 @@ def train_transform(args, config):
             steps.append(RandomHorizontalFlip(args.flip))
         if args.rotation or args.scale or args.translate:
             steps.append(RandomAffine(args.rotation, args.scale, args.translate))
+        if getattr(args, "low_res", 0):
+            steps.append(RandomLowResolution(args.low_res))
         if args.brightness or args.contrast:
             steps.append(RandomBrightnessContrast(args.brightness, args.contrast))
         if getattr(args, "light_gamma", 0):

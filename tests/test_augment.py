@@ -183,3 +183,35 @@ def test_underexpose_flag_builds_its_step():
     assert [s.p for s in steps if type(s).__name__ == "RandomUnderexposure"] == [0.2]
     steps = train_transform(parser.parse_args([]), {"normalize": True}).transforms
     assert "RandomUnderexposure" not in [type(s).__name__ for s in steps]
+
+
+def test_low_resolution_removes_fine_detail_keeps_the_layout_and_the_points():
+    from facial_keypoints.augment import RandomLowResolution
+    ys, xs = np.mgrid[0:112, 0:112]
+    fine = ((xs // 2 + ys // 2) % 2) * 200  # a 2-px checkerboard: gone at any side <= 56
+    coarse = (xs >= 56) * 50  # left half dark, right half bright: must survive
+    image = (fine // 4 + coarse + 20).astype(np.uint8)
+    points = np.array([[10.5, 20.5], [80.0, 90.0]], np.float32)
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = RandomLowResolution(p=1.0, smallest=20)({"image": image.copy(), "keypoints": points.copy()})
+        small = out["image"]
+        assert small.dtype == np.uint8 and small.shape == image.shape
+        np.testing.assert_array_equal(out["keypoints"], points)
+        assert np.abs(np.diff(small.astype(float), axis=1))[:, :50].mean() < 0.2 * np.abs(
+            np.diff(image.astype(float), axis=1))[:, :50].mean()  # the checkerboard is averaged away
+        assert small[:, 70:].mean() - small[:, :40].mean() == pytest.approx(50, abs=3)  # the halves are kept
+    torch.manual_seed(0)
+    same = RandomLowResolution(p=0.0)({"image": image.copy(), "keypoints": points.copy()})
+    np.testing.assert_array_equal(same["image"], image)
+
+
+def test_low_res_flag_builds_its_step():
+    import argparse
+    from facial_keypoints.augment import add_augmentation_arguments, train_transform
+    parser = argparse.ArgumentParser()
+    add_augmentation_arguments(parser)
+    steps = train_transform(parser.parse_args(["--low-res", "0.2"]), {"normalize": True}).transforms
+    assert [s.p for s in steps if type(s).__name__ == "RandomLowResolution"] == [0.2]
+    steps = train_transform(parser.parse_args([]), {"normalize": True}).transforms
+    assert "RandomLowResolution" not in [type(s).__name__ for s in steps]
