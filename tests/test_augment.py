@@ -174,15 +174,16 @@ def test_underexposure_darkens_into_few_noisy_grey_levels_and_keeps_the_points()
     np.testing.assert_array_equal(same["image"], image)
 
 
-def test_underexpose_flag_builds_its_step():
+@pytest.mark.parametrize("flag, step", [("--underexpose", "RandomUnderexposure"), ("--low-res", "RandomLowResolution")])
+def test_probability_flags_build_their_step(flag, step):
     import argparse
     from facial_keypoints.augment import add_augmentation_arguments, train_transform
     parser = argparse.ArgumentParser()
     add_augmentation_arguments(parser)
-    steps = train_transform(parser.parse_args(["--underexpose", "0.2"]), {"normalize": True}).transforms
-    assert [s.p for s in steps if type(s).__name__ == "RandomUnderexposure"] == [0.2]
+    steps = train_transform(parser.parse_args([flag, "0.2"]), {"normalize": True}).transforms
+    assert [s.p for s in steps if type(s).__name__ == step] == [0.2]
     steps = train_transform(parser.parse_args([]), {"normalize": True}).transforms
-    assert "RandomUnderexposure" not in [type(s).__name__ for s in steps]
+    assert step not in [type(s).__name__ for s in steps]
 
 
 def test_low_resolution_removes_fine_detail_keeps_the_layout_and_the_points():
@@ -205,13 +206,3 @@ def test_low_resolution_removes_fine_detail_keeps_the_layout_and_the_points():
     same = RandomLowResolution(p=0.0)({"image": image.copy(), "keypoints": points.copy()})
     np.testing.assert_array_equal(same["image"], image)
 
-
-def test_low_res_flag_builds_its_step():
-    import argparse
-    from facial_keypoints.augment import add_augmentation_arguments, train_transform
-    parser = argparse.ArgumentParser()
-    add_augmentation_arguments(parser)
-    steps = train_transform(parser.parse_args(["--low-res", "0.2"]), {"normalize": True}).transforms
-    assert [s.p for s in steps if type(s).__name__ == "RandomLowResolution"] == [0.2]
-    steps = train_transform(parser.parse_args([]), {"normalize": True}).transforms
-    assert "RandomLowResolution" not in [type(s).__name__ for s in steps]
