@@ -24,7 +24,7 @@ from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
 from .labels import read_list
 from .lists import resolve_data_root, split_by_photo
-from .losses import KeypointLoss
+from .losses import KeypointLoss, trained_keypoints
 from .metrics import json_summary, summary_table
 from .models import MODELS, count_parameters, create_model, freeze, init_output
 from .photos import face_threshold_of
@@ -114,11 +114,8 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 def keypoint_loss_fn(kind: str):
     """The stage-1/2 loss: keypoints only, masked to faces whose keypoint labels are trained (--extra-list)."""
     loss = KeypointLoss(kind)
-
-    def keypoints_only(keypoints, logits, batch):
-        mask = batch["face"] if "keypoint_labelled" not in batch else batch["face"] * batch["keypoint_labelled"]
-        return loss(keypoints, batch["keypoints"], mask)
-    return keypoints_only
+    return lambda keypoints, logits, batch: loss(
+        keypoints, batch["keypoints"], trained_keypoints(batch["face"], batch.get("keypoint_labelled")))
 
 
 def keypoint_loss_from_args(args):

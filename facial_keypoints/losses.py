@@ -25,6 +25,11 @@ def _wing(diff, width: float = 10.0, curvature: float = 2.0):
 ELEMENTWISE = {"mse": _mse, "smoothl1": _smooth_l1, "wing": _wing}
 
 
+def trained_keypoints(is_face, keypoint_labelled=None):
+    """The keypoint loss's mask: the faces, less those whose labels are not trained (``--extra-list`` crops)."""
+    return is_face if keypoint_labelled is None else is_face * keypoint_labelled
+
+
 class KeypointLoss(torch.nn.Module):
     """Mean over coordinates of each face, then over faces with mask 1.
 
@@ -63,8 +68,8 @@ class FaceAndKeypointLoss(torch.nn.Module):
         """``keypoint_labelled`` (optional, per sample): 0 leaves a face out of the keypoint loss only."""
         ce = torch.nn.functional.cross_entropy(logits.float(), is_face.long(),
                                                weight=self.class_weights.to(logits.device))
-        mask = is_face if keypoint_labelled is None else is_face * keypoint_labelled
-        return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints, mask)
+        return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints,
+                                                     trained_keypoints(is_face, keypoint_labelled))
 
 
 class HeatmapTap:

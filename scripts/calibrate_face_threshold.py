@@ -68,9 +68,9 @@ def candidates(photos, labels_by_photo, predictor, root):
     return np.array(face_best), np.array(far_scores)
 
 
-def sweep(face_best, far_scores, photos: int) -> list[dict]:
+def sweep(face_best, far_scores, photos: int, thresholds=THRESHOLDS) -> list[dict]:
     return [{"threshold": t, "recall": float((face_best >= t).mean() * 100),
-             "false_per_photo": float((far_scores >= t).sum() / photos)} for t in THRESHOLDS]
+             "false_per_photo": float((far_scores >= t).sum() / photos)} for t in thresholds]
 
 
 def candidate_log_loss(face_best, far_scores, eps: float = 1e-6) -> float:

@@ -68,10 +68,8 @@ def photo_figures(model, config, photos, labels_by_photo, root, detector) -> dic
     """Whole-photo recall / false faces at the checkpoint's threshold and the candidates' log loss."""
     predictor = PhotoPredictor(model, config, detector, face_threshold=0.0)
     face_best, far = calibrate.candidates(photos, labels_by_photo, predictor, root)
-    threshold = face_threshold_of(config)
-    return {"recall": float((face_best >= threshold).mean() * 100),
-            "false_per_photo": float((far >= threshold).sum() / len(photos)),
-            "log_loss": calibrate.candidate_log_loss(face_best, far), "far": len(far)}
+    at_threshold = calibrate.sweep(face_best, far, len(photos), [face_threshold_of(config)])[0]
+    return {**at_threshold, "log_loss": calibrate.candidate_log_loss(face_best, far), "far": len(far)}
 
 
 def main(argv=None) -> int:
