@@ -6,6 +6,7 @@ the transforms it trains with; everything else is shared here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -30,6 +31,7 @@ from .models import MODELS, count_parameters, create_model, freeze, init_output
 from .photos import face_threshold_of
 from .plots import draw_points, grid, plot_ced, plot_loss_curves
 from .transforms import eval_transform
+from .weight_average import WeightAverage
 
 log = logging.getLogger("facial_keypoints")
 
@@ -69,6 +71,9 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--freeze", nargs="*", default=[], metavar="NAME",
                    help="finetune: layer names (or prefixes) to freeze, e.g. conv1_1 features")
     p.add_argument("--resume", action="store_true", help="train: continue from SAVE_DIRECTORY/last.pt")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="train/finetune: validate, checkpoint and ship an exponential moving average of the "
+                        "weights (e.g. 0.999: about the last 1,000 steps; 0: off)")
     p.add_argument("--workers", type=int, default=defaults.get("workers", 0), help="DataLoader workers")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--cache-dir", type=Path, default=None, help="crop cache (default $FKD_CACHE_DIR or ~/.cache)")
@@ -255,6 +260,7 @@ class Detector:
         loss_fn = self.loss_factory(args)
         if hasattr(loss_fn, "watch"):  # a loss that reads the model's inner layers (heatmap distillation)
             loss_fn.watch(model)
+        average = WeightAverage(model, args.ema) if getattr(args, "ema", 0.0) else None
         history, start_epoch, best = [], 1, float("inf")
         save_dir = args.save_directory
 
@@ -263,7 +269,12 @@ class Detector:
             if payload["config"]["arch"] != config["arch"]:
                 raise CheckpointError(f"{save_dir / 'last.pt'} holds a {payload['config']['arch']!r} model, "
                                       f"not {config['arch']!r}")
-            model.load_state_dict(payload["model"])
+            if (average is None) != (payload.get("ema") is None):
+                how = "with" if payload.get("ema") else "without"
+                raise CheckpointError(f"{save_dir / 'last.pt'} was trained {how} --ema: resume it the same way")
+            if average is not None:  # "model" holds the average; the trained weights are beside it
+                average.load_state_dict(payload["ema"], payload["model"])
+            model.load_state_dict(payload["raw_model"] if average is not None else payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
             if scheduler is not None and payload.get("scheduler"):
                 scheduler.load_state_dict(payload["scheduler"])
@@ -271,6 +282,12 @@ class Detector:
             start_epoch = payload["epoch"] + 1
             best = min((h["val_loss"] for h in history), default=float("inf"))
             log.info("resumed from %s at epoch %d", save_dir / "last.pt", start_epoch)
+
+        def after_step():
+            if scheduler is not None:
+                scheduler.step()
+            if average is not None:
+                average.update(model)
 
         log.info("model %s: %d parameters; %d train / %d validation faces; device %s; lr %g",
                  config["arch"], count_parameters(model), len(train_set), len(val_set), self.device, lr)
@@ -285,21 +302,26 @@ class Detector:
             started = time.perf_counter()
             stats = engine.train_one_epoch(model, train_loader, optimizer, loss_fn, self.device, epoch,
                                            log=log.info, log_interval=args.log_interval, clip_grad=args.clip_grad,
-                                           scheduler_step=scheduler.step if scheduler else None)
-            val = engine.run_inference(model, val_loader, self.device, loss_fn)
-            history.append({"epoch": epoch, "train_loss": stats["loss"], "val_loss": val["loss"],
-                            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
-                            "loader_wait_seconds": stats["wait_seconds"]})
-            log.info("epoch %d: train loss %.4f, validation loss %.4f (%.1fs)", epoch, stats["loss"],
-                     val["loss"], history[-1]["seconds"])
-            self.write_history(history, save_dir)
-            if args.save_model:
-                payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler, args=vars(args),
-                                          epoch=epoch, metrics={"val_loss": val["loss"]}, history=history)
-                save_checkpoint(payload, save_dir / "last.pt")
-                if val["loss"] < best:
-                    best = val["loss"]
-                    save_checkpoint(payload, save_dir / "best.pt")
+                                           after_step=after_step)
+            with average.applied_to(model) if average else contextlib.nullcontext() as own_weights:
+                val = engine.run_inference(model, val_loader, self.device, loss_fn)
+                history.append({"epoch": epoch, "train_loss": stats["loss"], "val_loss": val["loss"],
+                                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
+                                "loader_wait_seconds": stats["wait_seconds"]})
+                log.info("epoch %d: train loss %.4f, validation loss %.4f%s (%.1fs)", epoch, stats["loss"],
+                         val["loss"], " (weight average)" if average else "", history[-1]["seconds"])
+                self.write_history(history, save_dir)
+                if args.save_model:
+                    payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler,
+                                              args=vars(args), epoch=epoch, metrics={"val_loss": val["loss"]},
+                                              history=history)
+                    if average is not None:
+                        payload.update(raw_model={k: v.cpu() for k, v in own_weights.items()},
+                                       ema=average.state_dict())
+                    save_checkpoint(payload, save_dir / "last.pt")
+                    if val["loss"] < best:
+                        best = val["loss"]
+                        save_checkpoint(payload, save_dir / "best.pt")
         total = sum(h["seconds"] for h in history)
         log.info("trained %d epochs in %.1f min; best validation loss %.4f; checkpoints in %s",
                  len(history), total / 60, best, save_dir)

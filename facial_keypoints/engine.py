@@ -34,7 +34,7 @@ def model_outputs(model, images):
 
 
 def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch: int, *, log=print,
-                    log_interval: int = 20, scheduler_step=None, clip_grad: float = 0.0) -> dict:
+                    log_interval: int = 20, after_step=None, clip_grad: float = 0.0) -> dict:
     """One pass over ``loader``; returns mean loss and timing.
 
     ``loss_fn(keypoints, logits, batch)`` returns the loss tensor.  A
@@ -59,8 +59,8 @@ def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch: int, *, lo
         if clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         optimizer.step()
-        if scheduler_step is not None:
-            scheduler_step()
+        if after_step is not None:  # the schedule's step, the weight average's update
+            after_step()
         n = images.shape[0]
         total += loss.item() * n
         count += n

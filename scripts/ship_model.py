@@ -2,7 +2,8 @@
 
     python scripts/ship_model.py stage3/trained_models/best.pt facial_keypoints/weights/default.pt
 
-Drops the optimizer and scheduler state (most of a checkpoint's size) and keeps
+Drops the optimizer and scheduler state (most of a checkpoint's size) and, for an
+``--ema`` run, the trained weights beside their average (``model`` is the average); keeps
 the config, the training arguments, the epoch and the metrics, so the shipped
 file still says how it was made.
 """
@@ -22,6 +23,7 @@ def main() -> int:
     payload = load_checkpoint(args.checkpoint)
     model_from_checkpoint(payload, args.checkpoint)  # refuse to ship weights that do not load
     payload.update(optimizer=None, scheduler=None)
+    payload.pop("raw_model", None)
     payload["history"] = payload.get("history", [])[-1:]
     save_checkpoint(payload, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.2f} MiB) from {args.checkpoint}")

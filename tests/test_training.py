@@ -31,19 +31,63 @@ def train(root, train_list, save, epochs, *extra):
     assert detector.main(argv) == 0
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(lists, tmp_path):
-    """With augmentation on, 2 epochs + resume to 4 equals 4 epochs straight (tolerance 1e-6)."""
+@pytest.mark.parametrize("ema", [[], ["--ema", "0.9"]], ids=["plain", "weight-average"])
+def test_resume_ends_where_an_uninterrupted_run_ends(lists, tmp_path, ema):
+    """With augmentation on, 2 epochs + resume to 4 equals 4 epochs straight (tolerance 1e-6);
+    with --ema both the average (``model``) and the trained weights (``raw_model``)."""
     root, train_list = lists
-    train(root, train_list, tmp_path / "straight", 4)
-    train(root, train_list, tmp_path / "interrupted", 2)
-    train(root, train_list, tmp_path / "interrupted", 4, "--resume")
+    train(root, train_list, tmp_path / "straight", 4, *ema)
+    train(root, train_list, tmp_path / "interrupted", 2, *ema)
+    train(root, train_list, tmp_path / "interrupted", 4, "--resume", *ema)
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     resumed = load_checkpoint(tmp_path / "interrupted" / "last.pt")
     assert resumed["epoch"] == straight["epoch"] == 4
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
-    for name, tensor in straight["model"].items():
-        torch.testing.assert_close(resumed["model"][name], tensor, atol=1e-6, rtol=0, msg=name)
+    for key in ["model"] + (["raw_model"] if ema else []):
+        for name, tensor in straight[key].items():
+            torch.testing.assert_close(resumed[key][name], tensor, atol=1e-6, rtol=0, msg=f"{key} {name}")
     assert resumed["history"][-1]["val_loss"] == pytest.approx(straight["history"][-1]["val_loss"], abs=1e-6)
+    if ema:
+        assert resumed["ema"] == straight["ema"]
+        moved = [n for n, t in straight["model"].items() if t.is_floating_point()
+                 and not torch.equal(t, straight["raw_model"][n])]
+        assert moved, "the average should differ from the last step's weights"
+
+
+def test_ema_validates_the_average_it_saves(lists, tmp_path):
+    """The validation loss of an --ema epoch is the saved average's, not the trained weights'."""
+    from facial_keypoints.engine import make_loader, run_inference
+    from facial_keypoints.lists import split_by_photo
+    from facial_keypoints.labels import read_list
+    root, train_list = lists
+    train(root, train_list, tmp_path / "run", 2, "--ema", "0.9", "--no-augment")
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    detector = Detector(REPO / "stage1", {"arch": "stage1_bn"})
+    detector.args = detector.parser().parse_args(["--data-root", str(root), "--train-list", str(train_list),
+                                                  "--val-fraction", "0.3", "--cache-dir", str(tmp_path / "cache"),
+                                                  "--no-progress"])
+    detector.root = root
+    _, val_set = detector.datasets(payload["config"])
+    assert len(val_set) == len(split_by_photo(read_list(train_list), 0.3, 1)[1])
+    loss_fn = detector.loss_factory(detector.args)
+    losses = {}
+    loader = make_loader(val_set, 64, shuffle=False)
+    for key in ("model", "raw_model"):
+        model = model_from_checkpoint({**payload, "model": payload[key]}).eval()
+        losses[key] = run_inference(model, loader, torch.device("cpu"), loss_fn)["loss"]
+    assert losses["model"] == pytest.approx(payload["history"][-1]["val_loss"], rel=1e-5)
+    assert losses["raw_model"] != pytest.approx(losses["model"], rel=1e-5)
+
+
+def test_resume_refuses_a_switch_of_ema(lists, tmp_path, capsys):
+    root, train_list = lists
+    train(root, train_list, tmp_path / "run", 1, "--ema", "0.9")
+    detector = Detector(REPO / "stage1", {"arch": "stage1_bn"})
+    code = detector.main(["--phase", "train", "--data-root", str(root), "--train-list", str(train_list),
+                          "--save-directory", str(tmp_path / "run"), "--epochs", "2", "--resume", "--val-fraction",
+                          "0.3", "--no-progress", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert "was trained with --ema: resume it the same way" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_architecture(lists, tmp_path, capsys):
