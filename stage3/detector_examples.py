@@ -13,6 +13,9 @@ new list with, besides the original lines,
     # or only the detector's crops, for the face/non-face loss and a teacher, not the keypoint loss:
     python stage3/detector_examples.py --new-only --out stage3/train_extra.txt
     python stage3/detector.py --phase finetune --extra-list stage3/train_extra.txt ...
+    # and the hard faces: those a looser detector finds that the list above lacks
+    python stage3/detector_examples.py --min-face 24 --thresholds 0.3 0.4 0.4 \
+        --faces-beyond stage3/train_extra.txt --out stage3/train_extra_hardpos.txt
 """
 import argparse
 import sys
@@ -57,6 +60,17 @@ def detector_examples(records, labels_by_photo, root, detector, ratio: float, ma
     return faces, non_faces
 
 
+def faces_beyond(faces, records, tolerance: float = 0.5) -> list:
+    """The ``faces`` whose labelled face no face line of ``records`` holds (same photo, every point
+    within ``tolerance`` px): the faces one detector finds and another missed."""
+    held = defaultdict(list)
+    for record in records:
+        if record.is_face:
+            held[record.image].append(record.absolute_keypoints())
+    return [face for face in faces
+            if not any(np.abs(points - face.absolute_keypoints()).max() <= tolerance for points in held[face.image])]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -71,6 +85,9 @@ def main(argv=None) -> int:
                         help="MTCNN's three stage thresholds (lower: more, harder false detections)")
     parser.add_argument("--new-only", action="store_true",
                         help="write only the detector's lines (for detector.py --extra-list), not the list's own")
+    parser.add_argument("--faces-beyond", type=Path, default=None, metavar="LIST",
+                        help="write LIST's lines and only the faces this detector finds that LIST has not "
+                             "(no false detections): hard faces for detector.py --extra-list")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -84,6 +101,13 @@ def main(argv=None) -> int:
         detector = create_detector(args.detector, min_face=args.min_face, **options)
         faces, non_faces = detector_examples(records, labels, root, detector, args.expand_ratio, args.max_iou,
                                              progress=not args.no_progress)
+        if args.faces_beyond is not None:
+            held = read_list(args.faces_beyond)
+            hard = faces_beyond(faces, held)
+            write_list(args.out, held + hard)
+            print(f"wrote {args.out}: the {len(held)} lines of {args.faces_beyond} and {len(hard)} of the detector's "
+                  f"{len(faces)} faces that it lacks")
+            return 0
         write_list(args.out, (faces + non_faces) if args.new_only else (records + faces + non_faces))
         kept = "" if args.new_only else f"the {len(records)} lines of {args.train_list}, "
         print(f"wrote {args.out}: {kept}{len(faces)} faces cropped from "

@@ -125,6 +125,26 @@ def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
     assert face.box[0] == np.floor(shifted[0] - 0.25 * side)
 
 
+def test_faces_beyond_keeps_only_the_faces_the_other_list_lacks():
+    """--faces-beyond: a face is 'held' when a face line of the same photo has its points (any crop box)."""
+    from facial_keypoints.labels import ListRecord
+    module = load_script("stage3", "detector_examples")
+    points = np.random.default_rng(0).uniform(20, 80, (3, 21, 2))
+
+    def line(photo, face, box_at):  # the same labelled points, relative to a crop box at box_at
+        box = np.array([box_at, box_at, box_at + 100, box_at + 100], float)
+        return ListRecord(photo, box, points[face] - box[:2], 1)
+    held = [line("a.jpg", 0, 5.0), line("b.jpg", 1, 0.0), ListRecord("a.jpg", np.zeros(4), None, 0)]
+    found = [line("a.jpg", 0, 9.0),   # held, from another box: dropped
+             line("a.jpg", 1, 0.0),   # b.jpg's points in another photo: new
+             line("b.jpg", 2, 3.0)]   # new
+    kept = module.faces_beyond(found, held)
+    assert kept == [found[1], found[2]]
+    moved = line("b.jpg", 1, 0.0)
+    moved.keypoints = moved.keypoints + 2.0  # 2 px off every point: another face, not the held one
+    assert module.faces_beyond([moved], held) == [moved]
+
+
 def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthetic_root, tmp_path):
     from facial_keypoints.labels import write_list
     from facial_keypoints.lists import split_by_photo
