@@ -48,6 +48,9 @@ VARIANTS = [
     ("compact_heatmap", "compact ResNet + heatmap head, soft-argmax", ["--arch", "compact_heatmap", *ADAM, "--loss", "wing"]),
     ("mobilenet_v3", "MobileNetV3-small backbone (regression)", ["--arch", "mobilenet_v3", *ADAM, "--loss", "wing"]),
     ("resnet18", "ResNet-18 from scratch (regression)", ["--arch", "resnet18", *ADAM, "--loss", "wing"]),
+    # the same run as compact_heatmap (same seed, same batches); only what is validated and kept differs
+    ("ema", "compact heatmap + weight average (--ema 0.999)",
+     ["--arch", "compact_heatmap", *ADAM, "--loss", "wing", "--ema", "0.999"]),
 ]
 
 
