@@ -4,20 +4,56 @@
 
 For shrinking a trained model (dropping a residual block, say) before a
 finetune: the layers both networks share start trained, the rest start fresh.
-Prints what was dropped and what is new.  The result has no optimizer state,
-so ``--phase finetune --checkpoint OUT`` starts from it.
+With ``--narrow``, a layer the new backbone has with fewer channels (say
+``slim_heatmap``'s 16 at 28x28 against 32) starts from the trained layer's
+channels with the largest batch-norm scales instead of fresh: the same subset
+everywhere that width shrinks, so residual sums and skips stay aligned and the
+narrow network starts as a pruned copy of the wide one.  Prints what was
+dropped, narrowed and new.  The result has no optimizer state, so
+``--phase finetune --checkpoint OUT`` starts from it.
 """
 import argparse
 import sys
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint  # noqa: E402
 from facial_keypoints.models import MODELS, create_model  # noqa: E402
 
 
-def change_backbone(payload: dict, backbone: str):
-    """(new model, its config, dropped names, new names) with the shared weights of ``payload``."""
+def narrowed_channels(source: dict, target: dict) -> dict:
+    """{(wide, narrow): kept channel indices}: for each width that shrinks, the ``narrow`` channels whose
+    batch-norm scales (|weight|, summed over every batch norm that shrinks from ``wide`` to ``narrow``)
+    are largest, in their original order."""
+    scores = {}
+    for name, value in target.items():
+        wide = source.get(name)
+        if (name.endswith(".weight") and value.dim() == 1 and wide is not None and wide.dim() == 1
+                and len(value) < len(wide) and f"{name[:-len('weight')]}running_var" in target):
+            key = (len(wide), len(value))
+            scores[key] = scores.get(key, 0) + wide.abs()
+    return {key: torch.sort(torch.topk(score, key[1]).indices).values for key, score in scores.items()}
+
+
+def narrow(wide: torch.Tensor, shape: torch.Size, keep: dict):
+    """``wide`` cut down to ``shape`` along the dimensions that shrink, or None if some cannot be."""
+    if wide.dim() != len(shape):
+        return None
+    for dim, (have, want) in enumerate(zip(wide.shape, shape)):
+        if have != want:
+            if (have, want) not in keep:
+                return None
+            wide = wide.index_select(dim, keep[(have, want)])
+    return wide.clone()
+
+
+def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
+    """(new model, its config, dropped names, new names, narrowed names) with the shared weights of ``payload``.
+
+    ``narrow_layers``: tensors with fewer channels in the new model start from a channel subset of
+    the trained ones (``narrowed_channels``) instead of fresh."""
     config = dict(payload["config"])
     if config.get("arch") != "face_keypoints":
         raise SystemExit(f"only two-headed (face_keypoints) checkpoints have a backbone; this is {config.get('arch')!r}")
@@ -28,8 +64,16 @@ def change_backbone(payload: dict, backbone: str):
     target = model.state_dict()
     source = payload["model"]
     fits = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    model.load_state_dict(fits, strict=False)
-    return model, config, sorted(set(source) - set(fits)), sorted(set(target) - set(fits))
+    narrowed = {}
+    if narrow_layers:
+        keep = narrowed_channels(source, target)
+        for name in set(source) & set(target) - set(fits):
+            cut = narrow(source[name], target[name].shape, keep)
+            if cut is not None:
+                narrowed[name] = cut
+    model.load_state_dict({**fits, **narrowed}, strict=False)
+    loaded = set(fits) | set(narrowed)
+    return model, config, sorted(set(source) - loaded), sorted(set(target) - loaded), sorted(narrowed)
 
 
 def main(argv=None) -> int:
@@ -37,13 +81,16 @@ def main(argv=None) -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--backbone", required=True)
+    parser.add_argument("--narrow", action="store_true",
+                        help="start narrower layers from the trained channels with the largest batch-norm scales")
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.checkpoint)
-    model, config, dropped, new = change_backbone(payload, args.backbone)
+    model, config, dropped, new, narrowed = change_backbone(payload, args.backbone, args.narrow)
     save_checkpoint(make_checkpoint(model, config, args={**payload.get("args", {}), "changed_from": str(args.checkpoint)},
                                     metrics={}), args.out)
     print(f"{args.out}: backbone {args.backbone}; kept {len(model.state_dict()) - len(new)} tensors, "
           f"dropped {len(dropped)} ({', '.join(sorted({k.rsplit('.', 2)[0] for k in dropped})) or 'none'}), "
+          f"narrowed {len(narrowed)}, "
           f"new {len(new)} ({', '.join(sorted({k.rsplit('.', 2)[0] for k in new})) or 'none'})")
     return 0
 

@@ -219,6 +219,49 @@ def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
         change.main([str(tmp_path / "big.pt"), str(tmp_path / "x.pt"), "--backbone", "no_such_model"])
 
 
+def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tmp_path):
+    """A wide model whose dropped 28x28 channels are dead (zero batch-norm scale and shift) computes
+    exactly what its --narrow copy on slim_heatmap computes: the same channel subset was kept in every
+    layer, and it is the subset with the largest batch-norm scales."""
+    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from facial_keypoints.models import create_model
+    change = load_script("scripts", "change_backbone")
+    torch.manual_seed(0)
+    wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
+    narrow_shapes = create_model("face_keypoints", input_size=112, backbone="slim_heatmap").state_dict()
+    keep = torch.sort(torch.randperm(32)[:16]).values
+    drop = torch.tensor([c for c in range(32) if c not in keep])
+    with torch.no_grad():
+        for name, module in wide.named_modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                if narrow_shapes[f"{name}.weight"].shape != module.weight.shape:  # a layer slim narrows
+                    module.weight[drop] = 0
+                    module.bias[drop] = 0
+        wide.body.lateral1.weight[drop] = 0  # its bias would revive the dead channels
+        wide.body.lateral1.bias[drop] = 0
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
+    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "slim.pt"), "--backbone", "slim_heatmap",
+                        "--narrow"]) == 0
+    slim = model_from_checkpoint(load_checkpoint(tmp_path / "slim.pt"), tmp_path / "slim.pt").eval()  # strict
+    stem_bn = "body.trunk.stem.1.1.weight"
+    assert torch.equal(slim.state_dict()[stem_bn], wide.state_dict()[stem_bn][keep])
+    images = torch.rand(3, 1, 112, 112)
+    with torch.no_grad():
+        (wide_points, wide_logits), (slim_points, slim_logits) = wide(images), slim(images)
+    assert torch.allclose(slim_points, wide_points, atol=1e-4) and torch.allclose(slim_logits, wide_logits, atol=1e-5)
+    # without --narrow the narrower layers start fresh, and the output differs
+    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "fresh.pt"), "--backbone", "slim_heatmap"]) == 0
+    fresh = model_from_checkpoint(load_checkpoint(tmp_path / "fresh.pt"), tmp_path / "fresh.pt").eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(images)[0], wide_points, atol=1e-2)
+
+
 def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student(tmp_path):
     from types import SimpleNamespace
 
@@ -331,9 +374,9 @@ def test_a_lighter_keypoint_head_keeps_the_trained_classifier_exactly(tmp_path, 
     config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 32,
               "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(big, config), tmp_path / "big.pt")
-    light, light_config, dropped, new = change.change_backbone(load_checkpoint(tmp_path / "big.pt"), backbone)
+    light, light_config, dropped, new, narrowed = change.change_backbone(load_checkpoint(tmp_path / "big.pt"), backbone)
     light.eval()
-    assert not new and all(".smooth1." in k or ".lateral1." in k for k in dropped)
+    assert not new and not narrowed and all(".smooth1." in k or ".lateral1." in k for k in dropped)
     images = torch.randn(3, 1, 32, 32)
     with torch.no_grad():
         (big_points, big_logits), (points, logits) = big(images), light(images)
