@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     model, config, dropped, new, narrowed = change_backbone(payload, args.backbone, args.narrow)
     save_checkpoint(make_checkpoint(model, config, args={**payload.get("args", {}), "changed_from": str(args.checkpoint)},
                                     metrics={}), args.out)
-    print(f"{args.out}: backbone {args.backbone}; kept {len(model.state_dict()) - len(new)} tensors, "
+    print(f"{args.out}: backbone {args.backbone}; kept {len(model.state_dict()) - len(new) - len(narrowed)} tensors, "
           f"dropped {len(dropped)} ({', '.join(sorted({k.rsplit('.', 2)[0] for k in dropped})) or 'none'}), "
           f"narrowed {len(narrowed)}, "
           f"new {len(new)} ({', '.join(sorted({k.rsplit('.', 2)[0] for k in new})) or 'none'})")
