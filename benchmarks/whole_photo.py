@@ -5,7 +5,9 @@
 
 For every test photo (the photos of stage3/test.txt, none of which training saw):
 - recall: labelled faces with a candidate at IoU >= 0.5, before and after the
-  classifier's rejection (each candidate matches at most one face);
+  classifier's rejection (each candidate matches at most one face); a label on a
+  box of one flat grey value (lists.blank_faces: a privacy blackout) is not a face
+  to find, as it is not a face line in stage3/test.txt;
 - false faces per photo: kept candidates whose IoU with every labelled face is
   < 0.3 (a face the labels miss, e.g. in a crowd, counts as false too);
 - nme_io (SPEC section 5) of the keypoints on the matched faces, from the
@@ -34,7 +36,7 @@ from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402
-from facial_keypoints.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.lists import blank_faces, resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import keypoint_metrics  # noqa: E402
 from facial_keypoints.photos import PhotoPredictor, face_threshold_of, open_photo  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
@@ -42,7 +44,10 @@ from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def score(photos, labels_by_photo, predictor, root):
+def score(photos, labels_by_photo, predictor, root, blank_by_photo=None):
+    """``labels_by_photo``: the faces to find; ``blank_by_photo``: labels that are no face to find,
+    near which a candidate is still not counted as a false face."""
+    blank_by_photo = blank_by_photo or {}
     counts = defaultdict(float)
     preds, truths, timings = [], [], defaultdict(list)
     for photo in photos:
@@ -55,8 +60,9 @@ def score(photos, labels_by_photo, predictor, root):
             boxes = np.array([f.box for f in faces]).reshape(-1, 4)
             matched = match_boxes(boxes, [f.box for f in labelled])
             counts[f"found_{stage}"] += len(matched)
-            if labelled:
-                far = [iou(b, np.array([f.box for f in labelled])).max() < 0.3 for b in boxes]
+            near = labelled + blank_by_photo.get(photo, [])
+            if near:
+                far = [iou(b, np.array([f.box for f in near])).max() < 0.3 for b in boxes]
             else:
                 far = [True] * len(boxes)
             counts[f"false_{stage}"] += sum(far)
@@ -118,9 +124,12 @@ def main(argv=None) -> int:
     photos = sorted({r.image for r in read_list(args.test_list)})
     if args.limit:
         photos = photos[: args.limit]
-    labels_by_photo = defaultdict(list)
-    for face in read_labels(root):
-        labels_by_photo[face.image].append(face)
+    wanted = set(photos)
+    labels = [face for face in read_labels(root) if face.image in wanted]
+    blank = {id(face) for face in blank_faces(labels, root, box_of=lambda face: face.box)}
+    labels_by_photo, blank_by_photo = defaultdict(list), defaultdict(list)
+    for face in labels:
+        (blank_by_photo if id(face) in blank else labels_by_photo)[face.image].append(face)
     model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
 
     lines = [f"Machine: {machine()}; {args.threads} threads; network backend {args.backend}; "
@@ -134,7 +143,7 @@ def main(argv=None) -> int:
     for name in args.detectors:
         predictor = PhotoPredictor(model, payload["config"], create_detector(name, min_face=args.min_face),
                                    refine=not args.no_refine)
-        r = score(photos, labels_by_photo, predictor, root)
+        r = score(photos, labels_by_photo, predictor, root, blank_by_photo)
         print(name, r, flush=True)
         steps = " + ".join(f"{r['ms'][s]:.1f}" for s in ("decode", "detector", "crops", "network"))
         lines.append(f"| {name} | {r['faces']} | {r['recall_all']:.1f} % / {r['recall_kept']:.1f} % | "

@@ -7,7 +7,7 @@ from pathlib import Path
 from .evaluation import records_from_labels
 from .images import load_gray
 from .labels import ParseStats, write_list
-from .lists import photo_of, split_by_photo
+from .lists import blank_faces, photo_of, split_by_photo
 from .plots import draw_points, grid
 
 
@@ -27,13 +27,17 @@ def add_list_arguments(parser, stage_dir: Path) -> None:
                         help="draw N training crops with their points into OUT_DIR/verify/")
 
 
-def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None, face_label=None) -> dict:
+def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None, face_label=None,
+                   drop_blank_faces: bool = False) -> dict:
     """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts).
 
     ``extra_records`` (stage 2's offline copies, stage 3's non-faces; a list, or a
     function of the face records) are split with their photos by ``photo_key``;
     those for which ``drop_from_test`` is true never enter the test list.
     ``face_label`` (stage 3: 1) is written at the end of every face line.
+    ``drop_blank_faces`` (stage 3) leaves out faces whose labelled box is one flat
+    grey value (``lists.blank_faces``), each named with its label line; they
+    still count as faces for ``extra_records`` (no non-face is cut over them).
     """
     from .lists import resolve_data_root
     root = resolve_data_root(args.data_root)
@@ -47,6 +51,13 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         extra_records = extra_records(records, root, stats)
     if extra_records:
         records = records + extra_records
+    if drop_blank_faces:
+        blank = {id(r) for r in blank_faces(records, root)}
+        for record in (r for r in records if id(r) in blank):
+            print(f"left out {record.source}: the face box {record.face_box.tolist()} of {record.image} "
+                  "is one flat grey value (no face to see)")
+        records = [r for r in records if id(r) not in blank]
+        stats.add("blank_faces_left_out", len(blank))
     train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
     if drop_from_test:
         test = [r for r in test if not drop_from_test(r.image)]

@@ -99,6 +99,43 @@ def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"] == len(faces)
 
 
+def test_a_face_box_of_one_flat_grey_value_is_no_face_line_but_still_keeps_non_faces_away(tmp_path, capsys):
+    """A label inside a privacy blackout (I/000421.jpg) is left out of the face lines, named by its
+    label line; the non-faces are cut exactly as before, clear of it too."""
+    from PIL import Image
+
+    from conftest import keypoints_in_box, label_line
+    rng = np.random.default_rng(3)
+    root = tmp_path / "data"
+    (root / "I").mkdir(parents=True)
+    lines = []
+    for n in range(4):
+        pixels = rng.integers(0, 256, (240, 320), dtype=np.uint8)  # texture everywhere: a face to see
+        boxes = [(20.0, 40.0, 100.0, 120.0)]
+        if n == 1:
+            pixels[20:120, 140:240] = 0  # blacked out, box and all
+            boxes.append((150.0, 30.0, 230.0, 110.0))
+        Image.fromarray(pixels).save(root / "I" / f"p{n}.png")
+        lines += [label_line(f"p{n}.png", box, keypoints_in_box(box, rng)) for box in boxes]
+    (root / "I" / "label.txt").write_text("\n".join(lines) + "\n")
+    gen = load_script("stage3", "gen_train_test")
+    runs = {}
+    for name, flags in (("left_out", []), ("kept", ["--keep-blank-faces"])):
+        assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / name), "--test-fraction", "0.25",
+                         *flags]) == 0
+        runs[name] = read_list(tmp_path / name / "train.txt") + read_list(tmp_path / name / "test.txt")
+    out = capsys.readouterr().out
+    assert "label.txt:3" in out and "one flat grey value" in out  # the blank face's line, named
+    faces = {name: sorted((r.image, tuple(r.box)) for r in records if r.is_face) for name, records in runs.items()}
+    assert len(faces["kept"]) == 5 and len(faces["left_out"]) == 4
+    assert [f for f in faces["kept"] if f not in faces["left_out"]][0][0] == "I/p1.png"
+    non_faces = {name: sorted((r.image, tuple(r.box)) for r in records if not r.is_face)
+                 for name, records in runs.items()}
+    assert non_faces["left_out"] == non_faces["kept"] and len(non_faces["kept"]) == 5
+    summary = json.loads((tmp_path / "left_out" / "lists.json").read_text())
+    assert summary["counts"]["blank_faces_left_out"] == 1
+
+
 def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
     from collections import defaultdict
     from facial_keypoints.face_detection import Detections
