@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint import load_model
 from .errors import run_reporting_errors
-from .export import export_onnx, load_backend
+from .export import BACKENDS, export_onnx, load_backend, resolve_backend
 from .engine import model_outputs, select_device
 from .evaluation import face_metrics, predict_records, records_from_labels
 from .labels import ParseStats
@@ -17,12 +17,11 @@ from .plots import plot_ced
 from .weights import DEFAULT_CHECKPOINT
 
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
 def evaluate(args) -> int:
-    model, payload = load_backend(args.checkpoint, args.backend)
-    device = select_device(args.no_cuda or args.backend != "torch")
+    backend = resolve_backend(args.checkpoint, args.backend)
+    model, payload = load_backend(args.checkpoint, backend)
+    print(f"network: {args.checkpoint} ({backend})")
+    device = select_device(args.no_cuda or backend != "torch")
     model.to(device)
     config = payload["config"]
     stats = ParseStats()
@@ -38,7 +37,7 @@ def evaluate(args) -> int:
     ced = plot_ced({f"{config['arch']} on {args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
     print(summary_table(metrics, f"{args.checkpoint} on {args.data} ({stats.summary()})"))
     print(f"cumulative error curve: {ced}")
-    print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), data=str(args.data),
+    print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), backend=backend, data=str(args.data),
                                   label_counts=dict(stats.counts))))
     return 0
 
@@ -51,7 +50,9 @@ def predict(args) -> int:
     from .photos import PhotoPredictor, find_photos, write_outputs
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
+    backend = resolve_backend(args.checkpoint, args.backend)
+    model, payload = load_backend(args.checkpoint, backend, threads=args.threads)
+    print(f"network: {args.checkpoint} ({backend})")
     predictor = PhotoPredictor(model.eval(), payload["config"], create_detector(args.detector, min_face=args.min_face),
                                args.face_threshold, args.detect_max_side, refine=not args.no_refine)
     photos = find_photos(args.paths)
@@ -84,7 +85,7 @@ def quantize(args) -> int:
     from .cache import load_crops
     from .labels import read_list
     from .lists import resolve_data_root
-    from .quantize import int8_path, quantize_onnx
+    from .quantize import int8_path, quantize_onnx, stamp_source
     from .export import OnnxModel
     from .transforms import crops_to_batch
     model, payload = load_model(args.checkpoint)
@@ -99,6 +100,7 @@ def quantize(args) -> int:
                              config["input_size"])
     try:
         quantize_onnx(float_path, out, crops, config["normalize"])
+        stamp_source(out, args.checkpoint)
     finally:
         float_path.unlink(missing_ok=True)
     batch = crops_to_batch(crops, config["normalize"])
@@ -147,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", type=Path, default=None)
     ev.add_argument("--no-cuda", action="store_true")
     ev.add_argument("--no-progress", action="store_true")
-    ev.add_argument("--backend", choices=BACKENDS, default="torch",
-                    help="onnx: run with ONNX Runtime (exports CHECKPOINT.onnx beside it when missing)")
+    ev.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="auto: the int8 model beside CHECKPOINT if it was made from it (the shipped one has "
+                         "one), else torch; onnx: run with ONNX Runtime (exports CHECKPOINT.onnx beside it when "
+                         "missing)")
     ev.set_defaults(func=evaluate)
 
     pr = commands.add_parser("predict", help="keypoints on whole photos: a JSON file and an annotated image each")
@@ -156,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                     help="default: the model shipped inside the package")
-    pr.add_argument("--backend", choices=BACKENDS, default="torch",
-                    help="onnx-int8: the 8-bit model beside the checkpoint (the shipped one has it)")
+    pr.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="auto: the 8-bit model beside CHECKPOINT if it was made from it (the shipped one has "
+                         "it; made by the quantize command), else torch")
     pr.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
                     help="candidate boxes (both ship their weights in their packages)")
     pr.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")

@@ -23,6 +23,7 @@ from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
+from .export import BACKENDS, load_backend
 from .labels import read_list
 from .lists import resolve_data_root, split_by_photo
 from .losses import KeypointLoss, trained_keypoints
@@ -68,6 +69,9 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
                    help="share of the training photos held apart for validation (never the test list)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="test/predict/finetune: checkpoint to load (default SAVE_DIRECTORY/best.pt)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="test: run CHECKPOINT with ONNX Runtime (onnx) or its int8 model (onnx-int8, what "
+                        "predict ships), on the CPU")
     p.add_argument("--freeze", nargs="*", default=[], metavar="NAME",
                    help="finetune: layer names (or prefixes) to freeze, e.g. conv1_1 features")
     p.add_argument("--resume", action="store_true", help="train: continue from SAVE_DIRECTORY/last.pt")
@@ -342,7 +346,12 @@ class Detector:
         return model, payload, path
 
     def phase_test(self):
-        model, payload, path = self.load()
+        if self.args.backend == "torch":
+            model, payload, path = self.load()
+        else:  # ONNX Runtime runs on the CPU; the crops and metrics are the same code
+            path = self.args.checkpoint or self.args.save_directory / "best.pt"
+            model, payload = load_backend(path, self.args.backend)
+            self.device = torch.device("cpu")
         records = read_list(self.args.test_list)
         attach_face_boxes(records, self.root)
         loss_fn = self.loss_factory(self.args)

@@ -60,9 +60,23 @@ class OnnxModel:
         return self.session.run(self.outputs, {"image": np.ascontiguousarray(images, dtype=np.float32)})
 
 
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+
+
+def resolve_backend(checkpoint, backend: str) -> str:
+    """``auto``: onnx-int8 when the checkpoint's int8 model lies beside it and was made from it
+    (``quantize.int8_model_of``; the shipped model has one), else torch."""
+    if backend != "auto":
+        return backend
+    from .quantize import int8_model_of
+    return "onnx-int8" if int8_model_of(checkpoint) is not None else "torch"
+
+
 def load_backend(checkpoint, backend: str = "torch", onnx_path=None, threads: int | None = None):
-    """(model, payload) for --backend torch|onnx; the ONNX file is exported beside the checkpoint if missing."""
+    """(model, payload) for --backend auto|torch|onnx|onnx-int8; the ONNX file is exported beside
+    the checkpoint if missing."""
     model, payload = load_model(checkpoint)
+    backend = resolve_backend(checkpoint, backend)
     if backend == "torch":
         return model, payload
     if backend == "onnx-int8":

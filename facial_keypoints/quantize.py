@@ -13,6 +13,7 @@ cut the int8-vs-float keypoint shift on the calibration faces from 0.090 to
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -65,3 +66,34 @@ def quantize_onnx(float_path, out_path, crops: np.ndarray, normalize: bool = Tru
 def int8_path(checkpoint) -> Path:
     """Where the int8 model of ``checkpoint`` lives: beside it, ``NAME.int8.onnx``."""
     return Path(checkpoint).with_suffix(".int8.onnx")
+
+
+# The int8 model records which checkpoint it was made from, so --backend auto never runs a stale one
+# (a checkpoint retrained after its int8 model was made, or copied over another).
+SOURCE_KEY = "checkpoint_sha256"
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def stamp_source(onnx_path, checkpoint) -> None:
+    """Record ``checkpoint``'s SHA-256 in the ONNX model's metadata (the graph is untouched)."""
+    import onnx
+    model = onnx.load(str(onnx_path))
+    kept = [p for p in model.metadata_props if p.key != SOURCE_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=SOURCE_KEY, value=file_sha256(checkpoint))
+    with atomic_output(Path(onnx_path)) as partial:
+        onnx.save(model, str(partial))
+
+
+def int8_model_of(checkpoint) -> Path | None:
+    """``int8_path(checkpoint)`` when it exists and was made from this very checkpoint, else None."""
+    path = int8_path(checkpoint)
+    if not path.is_file():
+        return None
+    import onnx
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return path if props.get(SOURCE_KEY) == file_sha256(checkpoint) else None

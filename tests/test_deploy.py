@@ -10,7 +10,7 @@ from facial_keypoints.checkpoint import load_checkpoint, load_model, make_checkp
 from facial_keypoints.crop_pack import CropPackError, read_pack, write_pack
 from facial_keypoints.detector_cli import Detector
 from facial_keypoints.evaluation import records_from_labels
-from facial_keypoints.export import OnnxModel, export_onnx, load_backend
+from facial_keypoints.export import OnnxModel, export_onnx, load_backend, resolve_backend
 from facial_keypoints.labels import read_list, write_list
 from facial_keypoints.models import create_model
 from facial_keypoints.quantize import float_nodes, int8_path, quantize_onnx
@@ -138,3 +138,20 @@ def test_quantize_command_writes_beside_the_checkpoint(train_list, tmp_path, cap
                 "--samples", "8", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert (tmp_path / "tiny.int8.onnx").is_file() and not list(tmp_path.glob("*.tmp*"))
     assert "mean keypoint coordinate difference" in capsys.readouterr().out
+    # --backend auto runs the int8 model made from this checkpoint, and never a stale one.
+    assert resolve_backend(checkpoint, "auto") == "onnx-int8"
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # "retrained" after its int8 model was made
+    save_checkpoint(make_checkpoint(model, {"arch": "face_keypoints", "model_kwargs": {"backbone": "tiny_heatmap"},
+                                            "input_size": 112, "expand_ratio": 0.25, "normalize": True}), checkpoint)
+    assert resolve_backend(checkpoint, "auto") == "torch"
+    assert resolve_backend(checkpoint, "onnx-int8") == "onnx-int8"  # asked for by name: as asked
+
+
+def test_auto_backend_runs_the_shipped_int8_model_and_torch_elsewhere(tmp_path):
+    assert resolve_backend(DEFAULT_CHECKPOINT, "auto") == "onnx-int8"  # its int8 model carries its hash
+    model = create_model("stage1")
+    save_checkpoint(make_checkpoint(model, {"arch": "stage1", "model_kwargs": {}, "input_size": 112,
+                                            "expand_ratio": 0.25, "normalize": True}), tmp_path / "m.pt")
+    assert resolve_backend(tmp_path / "m.pt", "auto") == "torch"  # no int8 model beside it
+    assert isinstance(load_backend(tmp_path / "m.pt", "auto")[0], torch.nn.Module)

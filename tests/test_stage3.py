@@ -92,6 +92,14 @@ def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
     assert report["faces"] == sum(r.is_face for r in test)
     assert report["classifier"]["samples"] == len(test)
     assert {"accuracy", "face_recall", "non_face_recall"} <= set(report["classifier"])
+    # --backend onnx: the same test through ONNX Runtime (as predict can run it) gives the same report.
+    assert detector.main(["--phase", "test", "--backend", "onnx", "--checkpoint", str(tmp_path / "m" / "best.pt"),
+                          *common]) == 0
+    onnx_report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (tmp_path / "m" / "best.onnx").is_file()  # exported beside the checkpoint, then run
+    assert onnx_report["nme_io"] == pytest.approx(report["nme_io"], abs=1e-3)
+    assert onnx_report["classifier"]["samples"] == len(test)
+    assert onnx_report["classifier"]["face_recall"] == pytest.approx(report["classifier"]["face_recall"], abs=1e-6)
     # The evaluate command takes the two-headed checkpoint too (keypoints on every labelled face).
     from facial_keypoints.__main__ import main as command
     assert command(["evaluate", "--checkpoint", str(tmp_path / "m" / "best.pt"), "--data", str(root),
