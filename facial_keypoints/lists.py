@@ -46,7 +46,7 @@ def face_records(faces: list[FaceLabel], data_root, ratio: float, *, skip_bad: b
     return records
 
 
-def blank_faces(faces, data_root, box_of=lambda face: face.face_box) -> list:
+def blank_faces(faces, data_root, box_of=lambda face: face.face_box, unreadable: list | None = None) -> list:
     """The faces whose labelled box is one flat grey value: no picture, so no face.
 
     I/000421.jpg has a label inside a privacy blackout (every pixel of its box is 0).
@@ -55,7 +55,8 @@ def blank_faces(faces, data_root, box_of=lambda face: face.face_box) -> list:
     labelled face of the 2,595 spans 22 grey levels, so "one value" needs no
     threshold.  ``faces``: list records (face lines) or ``FaceLabel``s with
     ``box_of=lambda f: f.box``; non-faces and records without a box are not checked.
-    Each photo is decoded once.
+    Each photo is decoded once.  A photo that cannot be decoded raises a LabelError
+    naming its first label line, or with ``unreadable`` (a list) adds its faces there.
     """
     by_photo: dict[str, list] = {}
     for face in faces:
@@ -63,7 +64,13 @@ def blank_faces(faces, data_root, box_of=lambda face: face.face_box) -> list:
             by_photo.setdefault(face.image, []).append(face)
     blank = []
     for photo, photo_faces in by_photo.items():
-        image = load_gray(Path(data_root) / photo)[0]
+        try:
+            image = load_gray(Path(data_root) / photo)[0]
+        except ImageError as error:
+            if unreadable is None:
+                raise LabelError(getattr(photo_faces[0], "source", photo), str(error)) from None
+            unreadable.extend(photo_faces)
+            continue
         for face in photo_faces:
             x1, y1, x2, y2 = (int(round(v)) for v in box_of(face))
             low, high = image.crop((max(x1, 0), max(y1, 0), max(x2, 1), max(y2, 1))).getextrema()

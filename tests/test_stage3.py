@@ -144,6 +144,39 @@ def test_a_face_box_of_one_flat_grey_value_is_no_face_line_but_still_keeps_non_f
     assert summary["counts"]["blank_faces_left_out"] == 1
 
 
+def test_a_photo_whose_pixels_cannot_be_decoded_is_named_or_skipped_with_all_its_lines(tmp_path, capsys):
+    """The header reads (so the box checks pass) but the pixels do not: the blank-face check decodes
+    every photo, so it names the label line, or with --skip-bad drops that photo's faces and non-faces."""
+    import io
+
+    from PIL import Image
+
+    from conftest import keypoints_in_box, label_line
+    rng = np.random.default_rng(4)
+    root = tmp_path / "data"
+    (root / "I").mkdir(parents=True)
+    lines, box = [], (20.0, 40.0, 100.0, 120.0)
+    for n in range(4):
+        pixels = rng.integers(0, 256, (240, 320), dtype=np.uint8)
+        if n == 2:  # a JPEG cut off after its first kilobytes
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+            (root / "I" / f"p{n}.jpg").write_bytes(buffer.getvalue()[:2000])
+        else:
+            Image.fromarray(pixels).save(root / "I" / f"p{n}.jpg", quality=95)
+        lines.append(label_line(f"p{n}.jpg", box, keypoints_in_box(box, rng)))
+    (root / "I" / "label.txt").write_text("\n".join(lines) + "\n")
+    gen = load_script("stage3", "gen_train_test")
+    out = ["--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.25"]
+    assert gen.main(["--data-root", str(root), *out]) == 2
+    assert "label.txt:3" in capsys.readouterr().err
+    assert gen.main(["--data-root", str(root), *out, "--skip-bad"]) == 0
+    records = read_list(tmp_path / "lists" / "train.txt") + read_list(tmp_path / "lists" / "test.txt")
+    assert {r.image for r in records} == {"I/p0.jpg", "I/p1.jpg", "I/p3.jpg"}  # no line of p2, face or not
+    summary = json.loads((tmp_path / "lists" / "lists.json").read_text())
+    assert summary["counts"]["skipped_image_or_box"] == 1
+
+
 def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
     from collections import defaultdict
     from facial_keypoints.face_detection import Detections
