@@ -23,7 +23,7 @@ from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
-from .export import BACKENDS, load_backend
+from .export import BACKENDS, load_backend, resolve_backend
 from .labels import read_list
 from .lists import resolve_data_root, split_by_photo
 from .losses import KeypointLoss, trained_keypoints
@@ -346,11 +346,12 @@ class Detector:
         return model, payload, path
 
     def phase_test(self):
-        if self.args.backend == "torch":
+        path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        backend = resolve_backend(path, self.args.backend) if Path(path).is_file() else "torch"
+        if backend == "torch":
             model, payload, path = self.load()
         else:  # ONNX Runtime runs on the CPU; the crops and metrics are the same code
-            path = self.args.checkpoint or self.args.save_directory / "best.pt"
-            model, payload = load_backend(path, self.args.backend)
+            model, payload = load_backend(path, backend)
             self.device = torch.device("cpu")
         records = read_list(self.args.test_list)
         attach_face_boxes(records, self.root)
@@ -372,7 +373,8 @@ class Detector:
             extra["classifier"]["mirrored"] = int((result["face_prob"] != result["face_prob_plain"]).sum())
         out = self.args.save_directory
         out.mkdir(parents=True, exist_ok=True)
-        plot_ced({f"{payload['config']['arch']} ({self.stage_dir.name})": metrics["nme_io_per_face"]},
+        label = f"{payload['config']['arch']} ({self.stage_dir.name}{'' if backend == 'torch' else ', ' + backend})"
+        plot_ced({label: metrics["nme_io_per_face"]},
                  out / "test_ced.png")
         print(summary_table(metrics, f"test list {self.args.test_list} with {path}"))
         if extra:
