@@ -347,6 +347,7 @@ class Detector:
 
     def phase_test(self):
         path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        # a missing checkpoint takes the torch path, whose loader names it
         backend = resolve_backend(path, self.args.backend) if Path(path).is_file() else "torch"
         if backend == "torch":
             model, payload, path = self.load()

@@ -53,16 +53,17 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         records = records + extra_records
     if drop_blank_faces:
         unreadable = [] if args.skip_bad else None  # a photo whose header reads but whose pixels do not
-        blank = {id(r) for r in blank_faces(records, root, unreadable=unreadable)}
-        for record in (r for r in records if id(r) in blank):
+        blank = blank_faces(records, root, unreadable=unreadable)
+        for record in blank:
             print(f"left out {record.source}: the face box {record.face_box.tolist()} of {record.image} "
                   "is one flat grey value (no face to see)")
         stats.add("blank_faces_left_out", len(blank))
+        left_out = {id(r) for r in blank}
         if unreadable:  # every line of such a photo goes, its non-faces too
             stats.add("skipped_image_or_box", len(unreadable))
             lost = {r.image for r in unreadable}
-            blank |= {id(r) for r in records if r.image in lost}
-        records = [r for r in records if id(r) not in blank]
+            left_out |= {id(r) for r in records if r.image in lost}
+        records = [r for r in records if id(r) not in left_out]
     train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
     if drop_from_test:
         test = [r for r in test if not drop_from_test(r.image)]
