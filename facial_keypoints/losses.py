@@ -99,6 +99,33 @@ class EmbeddingTap:
         self.output = inputs[0]
 
 
+class TrunkTap:
+    """Keeps the last output of a model's ``trunk`` (models.CompactTrunk: its 28x28, 14x14 and 7x7 maps)."""
+
+    def __init__(self, model: torch.nn.Module):
+        layers = [m for name, m in model.named_modules() if name.split(".")[-1] == "trunk"]
+        if len(layers) != 1:
+            raise ValueError("feature distillation needs a model with one 'trunk' (a compact_* backbone)")
+        self.output = None
+        self.handle = layers[0].register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output):
+        self.output = output
+
+
+def feature_mse(student_levels, teacher_levels) -> torch.Tensor:
+    """Mean over the trunk's levels of the squared error to the teacher's maps, each divided by the
+    teacher's mean square there, so the three levels weigh alike whatever their scales."""
+    terms = []
+    for student, teacher in zip(student_levels, teacher_levels):
+        if student.shape != teacher.shape:
+            raise ValueError(f"feature distillation needs the teacher's map shapes: {tuple(student.shape)[1:]} "
+                             f"against {tuple(teacher.shape)[1:]}")
+        teacher = teacher.float()
+        terms.append(torch.mean((student.float() - teacher) ** 2) / teacher.pow(2).mean().clamp_min(1e-12))
+    return torch.stack(terms).mean()
+
+
 def heatmap_kl(student_maps, teacher_maps, mask) -> torch.Tensor:
     """KL(teacher || student) of each point's softmax over its map, mean over points, then over faces (mask 1).
 
@@ -131,21 +158,25 @@ class TeacherLoss(torch.nn.Module):
     pooled features the face/non-face head reads match the teacher's (mean squared
     error), so a student can keep the teacher's classifier.  ``temperature`` softens both
     face/non-face distributions before their KL, so a student also learns how sure
-    the teacher is on crops it calls with 0.999.
+    the teacher is on crops it calls with 0.999.  With ``feature_weight`` > 0 the student's
+    trunk maps at every level match the teacher's (``feature_mse``): for a student pruned from
+    the teacher inside its blocks (same map shapes), the most direct way back to its features.
     """
 
     def __init__(self, teacher: torch.nn.Module, kind: str = "wing", weight: float = 1.0,
-                 heatmap_weight: float = 0.0, temperature: float = 1.0, embedding_weight: float = 0.0):
+                 heatmap_weight: float = 0.0, temperature: float = 1.0, embedding_weight: float = 0.0,
+                 feature_weight: float = 0.0):
         super().__init__()
         self.teacher = teacher.eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
         self.keypoints = KeypointLoss(kind)
         self.weight, self.heatmap_weight, self.temperature = weight, heatmap_weight, temperature
-        self.embedding_weight = embedding_weight
+        self.embedding_weight, self.feature_weight = embedding_weight, feature_weight
         self.teacher_maps = HeatmapTap(teacher) if heatmap_weight > 0 else None
         self.teacher_embedding = EmbeddingTap(teacher) if embedding_weight > 0 else None
-        self.student_maps = self.student_embedding = None
+        self.teacher_trunk = TrunkTap(teacher) if feature_weight > 0 else None
+        self.student_maps = self.student_embedding = self.student_trunk = None
 
     def watch(self, student: torch.nn.Module) -> None:
         """Tap the student's heatmaps and embedding (needed when their weights are > 0)."""
@@ -153,6 +184,8 @@ class TeacherLoss(torch.nn.Module):
             self.student_maps = HeatmapTap(student)
         if self.embedding_weight > 0:
             self.student_embedding = EmbeddingTap(student)
+        if self.feature_weight > 0:
+            self.student_trunk = TrunkTap(student)
 
     def forward(self, keypoints, logits, images, is_face):
         with torch.no_grad():
@@ -173,4 +206,8 @@ class TeacherLoss(torch.nn.Module):
             # what the face/non-face head reads, on faces and non-faces alike
             total = total + self.embedding_weight * torch.nn.functional.mse_loss(
                 self.student_embedding.output.float(), self.teacher_embedding.output.float())
+        if self.feature_weight > 0:
+            if self.student_trunk is None or self.student_trunk.output is None:
+                raise RuntimeError("feature distillation: call watch(student) before training")
+            total = total + self.feature_weight * feature_mse(self.student_trunk.output, self.teacher_trunk.output)
         return total

@@ -8,7 +8,10 @@ With ``--narrow``, a layer the new backbone has with fewer channels (say
 ``slim_heatmap``'s 16 at 28x28 against 32) starts from the trained layer's
 channels with the largest batch-norm scales instead of fresh: the same subset
 everywhere that width shrinks, so residual sums and skips stay aligned and the
-narrow network starts as a pruned copy of the wide one.  Prints what was
+narrow network starts as a pruned copy of the wide one.  Inside a residual
+block (``thin_heatmap``'s narrower insides) nothing else has to line up, so
+each block keeps its own strongest channels: batch-norm scale times the size
+of the weights that read the channel.  Prints what was
 dropped, narrowed and new.  The result has no optimizer state, so
 ``--phase finetune --checkpoint OUT`` starts from it.
 """
@@ -23,29 +26,47 @@ from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_c
 from facial_keypoints.models import MODELS, create_model  # noqa: E402
 
 
+INSIDE = ".body.0.1.weight"  # a residual block's inner batch norm (models.ResidualBlock): its channels are the block's own
+
+
 def narrowed_channels(source: dict, target: dict) -> dict:
-    """{(wide, narrow): kept channel indices}: for each width that shrinks, the ``narrow`` channels whose
-    batch-norm scales (|weight|, summed over every batch norm that shrinks from ``wide`` to ``narrow``)
-    are largest, in their original order."""
-    scores = {}
+    """Kept channel indices, in their original order, for each width that shrinks.
+
+    Key (wide, narrow): the ``narrow`` channels whose batch-norm scales (|weight|, summed over
+    every batch norm that shrinks from ``wide`` to ``narrow``) are largest — one subset for
+    the whole network, so residual sums and skips stay aligned.  Key (block, wide, narrow) for
+    a residual block's inside: its own channels, by |scale| times the norm of the second
+    convolution's weights that read each one."""
+    scores, keep = {}, {}
     for name, value in target.items():
         wide = source.get(name)
-        if (name.endswith(".weight") and value.dim() == 1 and wide is not None and wide.dim() == 1
+        if not (name.endswith(".weight") and value.dim() == 1 and wide is not None and wide.dim() == 1
                 and len(value) < len(wide) and f"{name[:-len('weight')]}running_var" in target):
+            continue
+        if name.endswith(INSIDE):
+            block = name[:-len(INSIDE)]
+            reads = source[f"{block}.body.1.weight"].transpose(0, 1).flatten(1).norm(dim=1)
+            keep[(block, len(wide), len(value))] = torch.sort(torch.topk(wide.abs() * reads, len(value)).indices).values
+        else:
             key = (len(wide), len(value))
             scores[key] = scores.get(key, 0) + wide.abs()
-    return {key: torch.sort(torch.topk(score, key[1]).indices).values for key, score in scores.items()}
+    keep.update({key: torch.sort(torch.topk(score, key[1]).indices).values for key, score in scores.items()})
+    return keep
 
 
-def narrow(wide: torch.Tensor, shape: torch.Size, keep: dict):
-    """``wide`` cut down to ``shape`` along the dimensions that shrink, or None if some cannot be."""
+def narrow(wide: torch.Tensor, shape: torch.Size, keep: dict, name: str = ""):
+    """``wide`` cut down to ``shape`` along the dimensions that shrink, or None if some cannot be.
+    A tensor inside a residual block (``name`` under one of ``keep``'s blocks) uses its block's subset."""
     if wide.dim() != len(shape):
         return None
     for dim, (have, want) in enumerate(zip(wide.shape, shape)):
         if have != want:
-            if (have, want) not in keep:
+            block = next((key[0] for key in keep if len(key) == 3 and key[1:] == (have, want)
+                          and name.startswith(f"{key[0]}.body.")), None)
+            subset = keep.get((block, have, want) if block else (have, want))
+            if subset is None:
                 return None
-            wide = wide.index_select(dim, keep[(have, want)])
+            wide = wide.index_select(dim, subset)
     return wide.clone()
 
 
@@ -68,7 +89,7 @@ def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
     if narrow_layers:
         keep = narrowed_channels(source, target)
         for name in set(source) & set(target) - set(fits):
-            cut = narrow(source[name], target[name].shape, keep)
+            cut = narrow(source[name], target[name].shape, keep, name)
             if cut is not None:
                 narrowed[name] = cut
     model.load_state_dict({**fits, **narrowed}, strict=False)

@@ -42,6 +42,9 @@ def add_arguments(parser):
                        help="weight of the KL between the teacher's and the model's heatmaps (heatmap backbones)")
     group.add_argument("--teacher-embedding-weight", type=float, default=0.0,
                        help="weight of the mean squared error to the teacher's pooled features (the classifier's input)")
+    group.add_argument("--teacher-feature-weight", type=float, default=0.0,
+                       help="weight of the squared error to the teacher's trunk maps at every level, each relative "
+                            "to the teacher's scale (a student with the teacher's map shapes, e.g. thin_heatmap)")
     group.add_argument("--teacher-temperature", type=float, default=1.0,
                        help="softmax temperature of the face/non-face KL to the teacher")
 
@@ -56,7 +59,7 @@ def loss_factory(args):
     teacher_model, payload = load_model(args.teacher)
     teacher = TeacherLoss(teacher_model, args.loss, args.teacher_weight,
                           getattr(args, "teacher_heatmap_weight", 0.0), getattr(args, "teacher_temperature", 1.0),
-                          getattr(args, "teacher_embedding_weight", 0.0))
+                          getattr(args, "teacher_embedding_weight", 0.0), getattr(args, "teacher_feature_weight", 0.0))
     teacher_size = payload["config"]["input_size"]
 
     def with_teacher(keypoints, logits, batch):

@@ -340,6 +340,76 @@ def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tm
         assert not torch.allclose(fresh(images)[0], wide_points, atol=1e-2)
 
 
+def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(tmp_path):
+    """A wide model whose residual blocks each have their own dead inner channels (zero batch-norm
+    scale and shift: ReLU(0) feeds the second convolution nothing) computes exactly what its --narrow
+    copy on thin_heatmap computes, although no two blocks share the subset they keep."""
+    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from facial_keypoints.models import create_model
+    change = load_script("scripts", "change_backbone")
+    torch.manual_seed(1)
+    wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
+    thin_shapes = create_model("face_keypoints", input_size=112, backbone="thin_heatmap").state_dict()
+    kept = {}
+    with torch.no_grad():
+        for name, module in wide.named_modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                narrow = thin_shapes[f"{name}.weight"].shape[0]
+                if narrow != module.weight.shape[0]:  # a block's inside that thin_heatmap halves
+                    keep = torch.sort(torch.randperm(module.weight.shape[0])[:narrow]).values
+                    dead = torch.ones(module.weight.shape[0], dtype=torch.bool)
+                    dead[keep] = False
+                    module.weight[dead], module.bias[dead] = 0, 0
+                    kept[name] = keep
+    assert len(kept) == 4 and len({tuple(k.tolist()) for k in kept.values() if len(k) == 16}) == 2
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
+    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "thin.pt"), "--backbone", "thin_heatmap",
+                        "--narrow"]) == 0
+    thin = model_from_checkpoint(load_checkpoint(tmp_path / "thin.pt"), tmp_path / "thin.pt").eval()  # strict
+    for name, keep in kept.items():
+        assert torch.equal(thin.state_dict()[f"{name}.bias"], wide.state_dict()[f"{name}.bias"][keep])
+    images = torch.rand(3, 1, 112, 112)
+    with torch.no_grad():
+        (wide_points, wide_logits), (thin_points, thin_logits) = wide(images), thin(images)
+    assert torch.allclose(thin_points, wide_points, atol=1e-4) and torch.allclose(thin_logits, wide_logits, atol=1e-5)
+
+
+def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk():
+    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.models import create_model
+    torch.manual_seed(6)
+    teacher = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
+    images, is_face = torch.randn(4, 1, 32, 32), torch.tensor([1.0, 0.0, 0.0, 1.0])
+    loss = TeacherLoss(teacher, "wing", weight=0.0, feature_weight=1.0)
+    with pytest.raises(RuntimeError, match="watch"):
+        loss(*teacher(images), images, is_face)
+    twin = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
+    twin.load_state_dict(teacher.state_dict())
+    loss.watch(twin)
+    assert loss(*twin(images), images, is_face).item() == 0.0  # the teacher's own maps: nothing to learn
+    student = create_model("face_keypoints", input_size=32, backbone="thin_heatmap")
+    loss.watch(student)
+    value = loss(*student(images), images, is_face)  # weight 0: only the feature term is left
+    with torch.no_grad():
+        levels = zip(student.body.trunk(images), teacher.body.trunk(images))
+        expected = np.mean([float(((s - t) ** 2).mean() / (t ** 2).mean()) for s, t in levels])
+    assert value.item() == pytest.approx(expected, rel=1e-5) and value.item() > 0
+    value.backward()
+    assert student.body.trunk.layer1[0].body[0][0].weight.grad.abs().sum() > 0  # into the trunk
+    head_grad = student.body.heatmaps.weight.grad  # not through the heads the trunk feeds
+    assert head_grad is None or float(head_grad.abs().sum()) == 0.0
+    slim = create_model("face_keypoints", input_size=32, backbone="slim_heatmap")
+    loss.watch(slim)
+    with pytest.raises(ValueError, match="map shapes"):
+        loss(*slim(images), images, is_face)
+
+
 def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student(tmp_path):
     from types import SimpleNamespace
 
