@@ -72,18 +72,32 @@ class FaceAndKeypointLoss(torch.nn.Module):
                                                      trained_keypoints(is_face, keypoint_labelled))
 
 
-class HeatmapTap:
-    """Keeps the last output of a heatmap model's ``heatmaps`` convolution (a forward hook)."""
+class OutputTap:
+    """Keeps the last output of a model's one module named ``layer`` (a forward hook)."""
+
+    layer = purpose = hint = ""
 
     def __init__(self, model: torch.nn.Module):
-        layers = [m for name, m in model.named_modules() if name.split(".")[-1] == "heatmaps"]
+        layers = [m for name, m in model.named_modules() if name.split(".")[-1] == self.layer]
         if len(layers) != 1:
-            raise ValueError("heatmap distillation needs a model with one 'heatmaps' layer (a *_heatmap backbone)")
+            raise ValueError(f"{self.purpose} needs a model with one {self.layer!r} layer ({self.hint})")
         self.output = None
         self.handle = layers[0].register_forward_hook(self._keep)
 
     def _keep(self, module, inputs, output):
         self.output = output
+
+
+class HeatmapTap(OutputTap):
+    """A heatmap model's ``heatmaps`` convolution: the 21 maps' logits."""
+
+    layer, purpose, hint = "heatmaps", "heatmap distillation", "a *_heatmap backbone"
+
+
+class TrunkTap(OutputTap):
+    """A model's ``trunk`` (models.CompactTrunk): its 28x28, 14x14 and 7x7 maps."""
+
+    layer, purpose, hint = "trunk", "feature distillation", "a compact_* backbone"
 
 
 class EmbeddingTap:
@@ -97,20 +111,6 @@ class EmbeddingTap:
 
     def _keep(self, module, inputs):
         self.output = inputs[0]
-
-
-class TrunkTap:
-    """Keeps the last output of a model's ``trunk`` (models.CompactTrunk: its 28x28, 14x14 and 7x7 maps)."""
-
-    def __init__(self, model: torch.nn.Module):
-        layers = [m for name, m in model.named_modules() if name.split(".")[-1] == "trunk"]
-        if len(layers) != 1:
-            raise ValueError("feature distillation needs a model with one 'trunk' (a compact_* backbone)")
-        self.output = None
-        self.handle = layers[0].register_forward_hook(self._keep)
-
-    def _keep(self, module, inputs, output):
-        self.output = output
 
 
 def feature_mse(student_levels, teacher_levels) -> torch.Tensor:

@@ -297,11 +297,36 @@ def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
         change.main([str(tmp_path / "big.pt"), str(tmp_path / "x.pt"), "--backbone", "no_such_model"])
 
 
+def randomized_batch_norms(model):
+    """Gives every batch norm of ``model`` random trained-looking statistics; returns (name, module) of each."""
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for _, module in found:
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.uniform_(-0.2, 0.2)
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    return found
+
+
+def narrowed_copy(wide, backbone: str, tmp_path):
+    """``wide`` (a compact_heatmap face_keypoints model) saved, moved by change_backbone.py --narrow onto
+    ``backbone``, and loaded back strictly, in eval mode."""
+    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
+    out = tmp_path / f"{backbone}.pt"
+    assert load_script("scripts", "change_backbone").main(
+        [str(tmp_path / "wide.pt"), str(out), "--backbone", backbone, "--narrow"]) == 0
+    return model_from_checkpoint(load_checkpoint(out), out).eval()
+
+
 def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tmp_path):
     """A wide model whose dropped 28x28 channels are dead (zero batch-norm scale and shift) computes
     exactly what its --narrow copy on slim_heatmap computes: the same channel subset was kept in every
     layer, and it is the subset with the largest batch-norm scales."""
-    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint
     from facial_keypoints.models import create_model
     change = load_script("scripts", "change_backbone")
     torch.manual_seed(0)
@@ -309,24 +334,15 @@ def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tm
     narrow_shapes = create_model("face_keypoints", input_size=112, backbone="slim_heatmap").state_dict()
     keep = torch.sort(torch.randperm(32)[:16]).values
     drop = torch.tensor([c for c in range(32) if c not in keep])
+    batch_norms = randomized_batch_norms(wide)
     with torch.no_grad():
-        for name, module in wide.named_modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-                if narrow_shapes[f"{name}.weight"].shape != module.weight.shape:  # a layer slim narrows
-                    module.weight[drop] = 0
-                    module.bias[drop] = 0
+        for name, module in batch_norms:
+            if narrow_shapes[f"{name}.weight"].shape != module.weight.shape:  # a layer slim narrows
+                module.weight[drop] = 0
+                module.bias[drop] = 0
         wide.body.lateral1.weight[drop] = 0  # its bias would revive the dead channels
         wide.body.lateral1.bias[drop] = 0
-    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
-              "expand_ratio": 0.25, "normalize": True}
-    save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
-    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "slim.pt"), "--backbone", "slim_heatmap",
-                        "--narrow"]) == 0
-    slim = model_from_checkpoint(load_checkpoint(tmp_path / "slim.pt"), tmp_path / "slim.pt").eval()  # strict
+    slim = narrowed_copy(wide, "slim_heatmap", tmp_path)
     stem_bn = "body.trunk.stem.1.1.weight"
     assert torch.equal(slim.state_dict()[stem_bn], wide.state_dict()[stem_bn][keep])
     images = torch.rand(3, 1, 112, 112)
@@ -344,34 +360,23 @@ def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(t
     """A wide model whose residual blocks each have their own dead inner channels (zero batch-norm
     scale and shift: ReLU(0) feeds the second convolution nothing) computes exactly what its --narrow
     copy on thin_heatmap computes, although no two blocks share the subset they keep."""
-    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
     from facial_keypoints.models import create_model
-    change = load_script("scripts", "change_backbone")
     torch.manual_seed(1)
     wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
     thin_shapes = create_model("face_keypoints", input_size=112, backbone="thin_heatmap").state_dict()
     kept = {}
+    batch_norms = randomized_batch_norms(wide)
     with torch.no_grad():
-        for name, module in wide.named_modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-                narrow = thin_shapes[f"{name}.weight"].shape[0]
-                if narrow != module.weight.shape[0]:  # a block's inside that thin_heatmap halves
-                    keep = torch.sort(torch.randperm(module.weight.shape[0])[:narrow]).values
-                    dead = torch.ones(module.weight.shape[0], dtype=torch.bool)
-                    dead[keep] = False
-                    module.weight[dead], module.bias[dead] = 0, 0
-                    kept[name] = keep
+        for name, module in batch_norms:
+            narrow = thin_shapes[f"{name}.weight"].shape[0]
+            if narrow != module.weight.shape[0]:  # a block's inside that thin_heatmap halves
+                keep = torch.sort(torch.randperm(module.weight.shape[0])[:narrow]).values
+                dead = torch.ones(module.weight.shape[0], dtype=torch.bool)
+                dead[keep] = False
+                module.weight[dead], module.bias[dead] = 0, 0
+                kept[name] = keep
     assert len(kept) == 4 and len({tuple(k.tolist()) for k in kept.values() if len(k) == 16}) == 2
-    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
-              "expand_ratio": 0.25, "normalize": True}
-    save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
-    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "thin.pt"), "--backbone", "thin_heatmap",
-                        "--narrow"]) == 0
-    thin = model_from_checkpoint(load_checkpoint(tmp_path / "thin.pt"), tmp_path / "thin.pt").eval()  # strict
+    thin = narrowed_copy(wide, "thin_heatmap", tmp_path)
     for name, keep in kept.items():
         assert torch.equal(thin.state_dict()[f"{name}.bias"], wide.state_dict()[f"{name}.bias"][keep])
     images = torch.rand(3, 1, 112, 112)
@@ -380,15 +385,23 @@ def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(t
     assert torch.allclose(thin_points, wide_points, atol=1e-4) and torch.allclose(thin_logits, wide_logits, atol=1e-5)
 
 
-def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk():
+def teacher_term_only(backbone: str, seed: int, **weights):
+    """(teacher, images, is_face, TeacherLoss with only the ``weights`` terms), after checking that
+    the loss refuses to run before it has been shown a student."""
     from facial_keypoints.losses import TeacherLoss
     from facial_keypoints.models import create_model
-    torch.manual_seed(6)
-    teacher = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
+    torch.manual_seed(seed)
+    teacher = create_model("face_keypoints", input_size=32, backbone=backbone).eval()
     images, is_face = torch.randn(4, 1, 32, 32), torch.tensor([1.0, 0.0, 0.0, 1.0])
-    loss = TeacherLoss(teacher, "wing", weight=0.0, feature_weight=1.0)
+    loss = TeacherLoss(teacher, "wing", weight=0.0, **weights)
     with pytest.raises(RuntimeError, match="watch"):
         loss(*teacher(images), images, is_face)
+    return teacher, images, is_face, loss
+
+
+def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk():
+    from facial_keypoints.models import create_model
+    teacher, images, is_face, loss = teacher_term_only("compact_heatmap", 6, feature_weight=1.0)
     twin = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
     twin.load_state_dict(teacher.state_dict())
     loss.watch(twin)
@@ -534,12 +547,7 @@ def test_a_lighter_keypoint_head_keeps_the_trained_classifier_exactly(tmp_path, 
 def test_embedding_distillation_matches_what_the_classifier_reads():
     from facial_keypoints.losses import TeacherLoss
     from facial_keypoints.models import create_model
-    torch.manual_seed(5)
-    teacher = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
-    images, is_face = torch.randn(4, 1, 32, 32), torch.tensor([1.0, 0.0, 0.0, 1.0])
-    loss = TeacherLoss(teacher, "wing", weight=0.0, embedding_weight=1.0)
-    with pytest.raises(RuntimeError, match="watch"):
-        loss(*teacher(images), images, is_face)
+    teacher, images, is_face, loss = teacher_term_only("fast_heatmap", 5, embedding_weight=1.0)
     student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
     loss.watch(student)
     value = loss(*student(images), images, is_face)  # weight 0: only the embedding term is left
