@@ -337,7 +337,9 @@ class Detector:
             writer = csv.DictWriter(handle, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
-        plot_loss_curves(history, save_dir / "loss_curve.png", f"{self.args.loss} loss (112-px frame)")
+        # with --teacher the trained and validated loss also holds the distillation terms: say so on the axis
+        teacher = " + teacher terms" if getattr(self.args, "teacher", None) else ""
+        plot_loss_curves(history, save_dir / "loss_curve.png", f"{self.args.loss} loss{teacher} (112-px frame)")
 
     def load(self):
         path = self.args.checkpoint or self.args.save_directory / "best.pt"
