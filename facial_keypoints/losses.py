@@ -179,7 +179,7 @@ class TeacherLoss(torch.nn.Module):
         self.student_maps = self.student_embedding = self.student_trunk = None
 
     def watch(self, student: torch.nn.Module) -> None:
-        """Tap the student's heatmaps and embedding (needed when their weights are > 0)."""
+        """Tap the student's heatmaps, embedding and trunk maps (those whose weights are > 0)."""
         if self.heatmap_weight > 0:
             self.student_maps = HeatmapTap(student)
         if self.embedding_weight > 0:

@@ -56,14 +56,13 @@ def narrowed_channels(source: dict, target: dict) -> dict:
 
 def narrow(wide: torch.Tensor, shape: torch.Size, keep: dict, name: str = ""):
     """``wide`` cut down to ``shape`` along the dimensions that shrink, or None if some cannot be.
-    A tensor inside a residual block (``name`` under one of ``keep``'s blocks) uses its block's subset."""
+    A tensor inside a residual block (``name`` "BLOCK.body....") uses its block's own subset where it has one."""
     if wide.dim() != len(shape):
         return None
+    block = name.split(".body.")[0] if ".body." in name else None
     for dim, (have, want) in enumerate(zip(wide.shape, shape)):
         if have != want:
-            block = next((key[0] for key in keep if len(key) == 3 and key[1:] == (have, want)
-                          and name.startswith(f"{key[0]}.body.")), None)
-            subset = keep.get((block, have, want) if block else (have, want))
+            subset = keep.get((block, have, want), keep.get((have, want)))
             if subset is None:
                 return None
             wide = wide.index_select(dim, subset)
