@@ -123,8 +123,17 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 def keypoint_loss_fn(kind: str):
     """The stage-1/2 loss: keypoints only, masked to faces whose keypoint labels are trained (--extra-list)."""
     loss = KeypointLoss(kind)
-    return lambda keypoints, logits, batch: loss(
-        keypoints, batch["keypoints"], trained_keypoints(batch["face"], batch.get("keypoint_labelled")))
+
+    def keypoint_loss(keypoints, logits, batch):
+        return loss(keypoints, batch["keypoints"], trained_keypoints(batch["face"], batch.get("keypoint_labelled")))
+    keypoint_loss.label = f"{kind} loss"
+    return keypoint_loss
+
+
+def loss_label(loss_fn, args) -> str:
+    """What the loss curve's axis says: the loss function's own ``label`` (stage 3's names its
+    cross entropy and teacher terms), else the keypoint loss's name."""
+    return getattr(loss_fn, "label", f"{args.loss} loss")
 
 
 def keypoint_loss_from_args(args):
@@ -314,7 +323,7 @@ class Detector:
                                 "loader_wait_seconds": stats["wait_seconds"]})
                 log.info("epoch %d: train loss %.4f, validation loss %.4f%s (%.1fs)", epoch, stats["loss"],
                          val["loss"], " (weight average)" if average else "", history[-1]["seconds"])
-                self.write_history(history, save_dir)
+                self.write_history(history, save_dir, loss_label(loss_fn, args))
                 if args.save_model:
                     payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler,
                                               args=vars(args), epoch=epoch, metrics={"val_loss": val["loss"]},
@@ -331,15 +340,13 @@ class Detector:
                  len(history), total / 60, best, save_dir)
         return 0
 
-    def write_history(self, history: list[dict], save_dir: Path) -> None:
+    def write_history(self, history: list[dict], save_dir: Path, label: str) -> None:
         save_dir.mkdir(parents=True, exist_ok=True)
         with open(save_dir / "loss_history.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
-        # with --teacher the trained and validated loss also holds the distillation terms: say so on the axis
-        teacher = " + teacher terms" if getattr(self.args, "teacher", None) else ""
-        plot_loss_curves(history, save_dir / "loss_curve.png", f"{self.args.loss} loss{teacher} (112-px frame)")
+        plot_loss_curves(history, save_dir / "loss_curve.png", f"{label} (112-px frame)")
 
     def load(self):
         path = self.args.checkpoint or self.args.save_directory / "best.pt"

@@ -54,6 +54,7 @@ def loss_factory(args):
 
     def labels_loss(keypoints, logits, batch):
         return loss(keypoints, logits, batch["keypoints"], batch["face"], batch.get("keypoint_labelled"))
+    labels_loss.label = f"{args.cls_weight:g}·cross entropy + {args.kp_weight:g}·{args.loss} loss"
     if getattr(args, "teacher", None) is None or args.phase not in ("train", "finetune"):
         return labels_loss
     teacher_model, payload = load_model(args.teacher)
@@ -70,6 +71,7 @@ def loss_factory(args):
         return (labels_loss(keypoints, logits, batch)
                 + teacher(keypoints, logits, batch["image"], batch["face"]))
     with_teacher.watch = teacher.watch  # the trainer shows it the model it trains
+    with_teacher.label = labels_loss.label + " + teacher terms"
     return with_teacher
 
 

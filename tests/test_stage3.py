@@ -455,6 +455,12 @@ def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student
     plain = stage3.loss_factory(SimpleNamespace(**{**vars(args), "teacher": None}))(keypoints, logits, batch)
     distilled = stage3.loss_factory(args)(keypoints, logits, batch)
     assert float(distilled) > float(plain)  # the teacher's term is added
+    # the loss curve's axis names what was summed, not just the keypoint loss
+    from facial_keypoints.detector_cli import keypoint_loss_fn, loss_label
+    assert loss_label(stage3.loss_factory(SimpleNamespace(**{**vars(args), "teacher": None})), args) \
+        == "5·cross entropy + 1·wing loss"
+    assert loss_label(stage3.loss_factory(args), args) == "5·cross entropy + 1·wing loss + teacher terms"
+    assert loss_label(keypoint_loss_fn("smoothl1"), args) == "smoothl1 loss"
     assert float(stage3.loss_factory(SimpleNamespace(**{**vars(args), "phase": "test"}))(keypoints, logits, batch)) \
         == pytest.approx(float(plain))  # testing never needs the teacher
     with pytest.raises(ValueError, match="32-px"):
