@@ -23,21 +23,22 @@ def add_list_arguments(parser, stage_dir: Path) -> None:
                         help="what to do with faces that have slightly negative coordinates")
     parser.add_argument("--skip-bad", action="store_true",
                         help="count and skip malformed lines and missing images instead of stopping")
+    parser.add_argument("--keep-blank-faces", action="store_true",
+                        help="keep labelled faces whose box is one flat grey value (I/000421.jpg has one inside "
+                             "a privacy blackout); by default they are left out of the lists")
     parser.add_argument("--verify", type=int, default=0, metavar="N",
                         help="draw N training crops with their points into OUT_DIR/verify/")
 
 
-def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None, face_label=None,
-                   drop_blank_faces: bool = False) -> dict:
+def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None, face_label=None) -> dict:
     """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts).
 
     ``extra_records`` (stage 2's offline copies, stage 3's non-faces; a list, or a
     function of the face records) are split with their photos by ``photo_key``;
     those for which ``drop_from_test`` is true never enter the test list.
     ``face_label`` (stage 3: 1) is written at the end of every face line.
-    ``drop_blank_faces`` (stage 3) leaves out faces whose labelled box is one flat
-    grey value (``lists.blank_faces``), each named with its label line; they
-    still count as faces for ``extra_records`` (no non-face is cut over them).
+    Faces whose labelled box is one flat grey value (``lists.blank_faces``) are
+    left out unless ``args.keep_blank_faces``, each named with its label line.
     """
     from .lists import resolve_data_root
     root = resolve_data_root(args.data_root)
@@ -48,23 +49,14 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         for record in records:
             record.label = face_label
     if callable(extra_records):
-        extra_records = extra_records(records, root, stats)
+        extra_records = extra_records(records, root, stats)  # a blank face still keeps non-faces away
     if extra_records:
         records = records + extra_records
-    if drop_blank_faces:
-        unreadable = [] if args.skip_bad else None  # a photo whose header reads but whose pixels do not
-        blank = blank_faces(records, root, unreadable=unreadable)
-        for record in blank:
-            print(f"left out {record.source}: the face box {record.face_box.tolist()} of {record.image} "
-                  "is one flat grey value (no face to see)")
-        stats.add("blank_faces_left_out", len(blank))
-        left_out = {id(r) for r in blank}
-        if unreadable:  # every line of such a photo goes, its non-faces too
-            stats.add("skipped_image_or_box", len(unreadable))
-            lost = {r.image for r in unreadable}
-            left_out |= {id(r) for r in records if r.image in lost}
-        records = [r for r in records if id(r) not in left_out]
+    left_out = set() if args.keep_blank_faces else _blank_lines(records, root, args.skip_bad, stats)
+    # split first, leave out after: the photos and so every other line stay where they were
     train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
+    train = [r for r in train if id(r) not in left_out]
+    test = [r for r in test if id(r) not in left_out]
     if drop_from_test:
         test = [r for r in test if not drop_from_test(r.image)]
     out = Path(args.out_dir)
@@ -86,6 +78,23 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         path = verify_crops(train[: args.verify], root, out / "verify")
         print(f"drew {min(args.verify, len(train))} crops into {path}")
     return summary
+
+
+def _blank_lines(records, root, skip_bad: bool, stats: ParseStats) -> set[int]:
+    """ids of the records to leave out: blank faces, and with ``skip_bad`` every line of a photo
+    whose header reads but whose pixels do not (the blank check is what decodes them)."""
+    unreadable = [] if skip_bad else None
+    blank = blank_faces(records, root, unreadable=unreadable)
+    for record in blank:
+        print(f"left out {record.source}: the face box {record.face_box.tolist()} of {record.image} "
+              "is one flat grey value (no face to see)")
+    stats.add("blank_faces_left_out", len(blank))
+    left_out = {id(r) for r in blank}
+    if unreadable:  # every line of such a photo goes, its non-faces too
+        stats.add("skipped_image_or_box", len(unreadable))
+        lost = {r.image for r in unreadable}
+        left_out |= {id(r) for r in records if r.image in lost}
+    return left_out
 
 
 def _count(records) -> str:

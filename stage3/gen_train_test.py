@@ -23,9 +23,6 @@ def main(argv=None) -> int:
     parser.add_argument("--non-faces-per-face", type=float, default=1.0,
                         help="the non-face : face ratio (per photo, at least one non-face each)")
     add_non_face_arguments(parser)
-    parser.add_argument("--keep-blank-faces", action="store_true",
-                        help="keep labelled faces whose box is one flat grey value (I/000421.jpg has one inside "
-                             "a privacy blackout); by default they are left out of the face lines")
     args = parser.parse_args(argv)
 
     def non_faces(faces, root, stats):
@@ -33,8 +30,7 @@ def main(argv=None) -> int:
                                 per_photo=lambda n: max(1, round(args.non_faces_per_face * n)),
                                 ratio=args.expand_ratio, max_iou=args.max_iou, seed=args.seed,
                                 size_spread=tuple(args.size_spread), stats=stats)
-    return run_reporting_errors(lambda: generate_lists(args, extra_records=non_faces, face_label=1,
-                                                              drop_blank_faces=not args.keep_blank_faces))
+    return run_reporting_errors(lambda: generate_lists(args, extra_records=non_faces, face_label=1))
 
 
 if __name__ == "__main__":

@@ -37,3 +37,39 @@ def test_photo_key_keeps_copies_with_their_photo():
 def test_bad_fraction():
     with pytest.raises(ValueError):
         split_by_photo(records(), 1.5, seed=0)
+
+
+def test_stage1_lists_leave_out_a_blank_face_and_no_other_line_moves(tmp_path, capsys):
+    """A blacked-out face that is its photo's only face: leaving it out before the split would change
+    the photo set and so reshuffle every photo's side; the lists leave it out after the split."""
+    import importlib.util
+
+    from PIL import Image
+
+    from conftest import REPO, keypoints_in_box, label_line
+    from facial_keypoints.labels import read_list
+    rng = np.random.default_rng(5)
+    root = tmp_path / "data"
+    (root / "I").mkdir(parents=True)
+    lines = []
+    for n in range(12):
+        pixels = rng.integers(0, 256, (160, 200), dtype=np.uint8)  # texture: a face to see
+        box = (20.0, 20.0, 100.0, 100.0)
+        if n == 0:
+            pixels[:] = 0  # the whole photo blacked out, its only face too
+        Image.fromarray(pixels).save(root / "I" / f"p{n:02d}.png")
+        lines.append(label_line(f"p{n:02d}.png", box, keypoints_in_box(box, rng)))
+    (root / "I" / "label.txt").write_text("\n".join(lines) + "\n")
+    spec = importlib.util.spec_from_file_location("stage1_gen_train_test", REPO / "stage1" / "gen_train_test.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    runs = {}
+    for name, flags in (("left_out", []), ("kept", ["--keep-blank-faces"])):
+        assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / name), "--test-fraction", "0.25",
+                         *flags]) == 0
+        runs[name] = {side: [r.image for r in read_list(tmp_path / name / f"{side}.txt")] for side in ("train", "test")}
+    assert "label.txt:1" in capsys.readouterr().out  # named by its label line
+    for side in ("train", "test"):
+        assert [i for i in runs["kept"][side] if i != "I/p00.png"] == runs["left_out"][side]
+    assert sum(len(v) for v in runs["kept"].values()) == 12
+    assert sum(len(v) for v in runs["left_out"].values()) == 11
