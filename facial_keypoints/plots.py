@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def plot_loss_curves(history: list[dict], path, title: str = "loss") -> Path:
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(title)
+    ax.set_ylabel("\n".join(textwrap.wrap(title, 34)))  # stage 3's names every term it sums: wrap, don't clip
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
