@@ -1,7 +1,9 @@
 """Shared fixtures: synthetic photos with known keypoints, and the real data (a small slice)."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,15 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("FKD_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+def load_script(stage, name):
+    """A stage folder's script as a module (its folder on sys.path, for the script's own imports)."""
+    spec = importlib.util.spec_from_file_location(f"{stage}_{name}", REPO / stage / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / stage))
+    spec.loader.exec_module(module)
+    return module
 
 
 def keypoints_in_box(box, rng) -> np.ndarray:

@@ -42,11 +42,9 @@ def test_bad_fraction():
 def test_stage1_lists_leave_out_a_blank_face_and_no_other_line_moves(tmp_path, capsys):
     """A blacked-out face that is its photo's only face: leaving it out before the split would change
     the photo set and so reshuffle every photo's side; the lists leave it out after the split."""
-    import importlib.util
-
     from PIL import Image
 
-    from conftest import REPO, keypoints_in_box, label_line
+    from conftest import keypoints_in_box, label_line, load_script
     from facial_keypoints.labels import read_list
     rng = np.random.default_rng(5)
     root = tmp_path / "data"
@@ -60,9 +58,7 @@ def test_stage1_lists_leave_out_a_blank_face_and_no_other_line_moves(tmp_path, c
         Image.fromarray(pixels).save(root / "I" / f"p{n:02d}.png")
         lines.append(label_line(f"p{n:02d}.png", box, keypoints_in_box(box, rng)))
     (root / "I" / "label.txt").write_text("\n".join(lines) + "\n")
-    spec = importlib.util.spec_from_file_location("stage1_gen_train_test", REPO / "stage1" / "gen_train_test.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script("stage1", "gen_train_test")
     runs = {}
     for name, flags in (("left_out", []), ("kept", ["--keep-blank-faces"])):
         assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / name), "--test-fraction", "0.25",

@@ -1,5 +1,4 @@
 """Stage 3: non-face sampling, face/non-face lists, the two-headed model's loss and test report."""
-import importlib.util
 import json
 
 import numpy as np
@@ -12,16 +11,7 @@ from facial_keypoints.labels import ParseStats, read_labels, read_list
 from facial_keypoints.losses import FaceAndKeypointLoss, KeypointLoss
 from facial_keypoints.negatives import sample_non_faces
 
-from conftest import REPO
-
-
-def load_script(stage, name):
-    spec = importlib.util.spec_from_file_location(f"{stage}_{name}", REPO / stage / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    import sys
-    sys.path.insert(0, str(REPO / stage))
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_non_faces_stay_clear_of_every_face_and_are_seeded(synthetic_root):
