@@ -130,6 +130,12 @@ def keypoint_loss_fn(kind: str):
     return keypoint_loss
 
 
+def selection_loss(entry: dict) -> float:
+    """The validation figure best.pt is picked on: the loss on the labels alone where a teacher's
+    terms were added to training (``val_labels_loss``), else the validation loss."""
+    return entry.get("val_labels_loss", entry["val_loss"])
+
+
 def loss_label(loss_fn, args) -> str:
     """What the loss curve's axis says: the loss function's own ``label`` (stage 3's names its
     cross entropy and teacher terms), else the keypoint loss's name."""
@@ -274,6 +280,7 @@ class Detector:
         if hasattr(loss_fn, "watch"):  # a loss that reads the model's inner layers (heatmap distillation)
             loss_fn.watch(model)
         average = WeightAverage(model, args.ema) if getattr(args, "ema", 0.0) else None
+        labels_loss = getattr(loss_fn, "labels_loss", None)  # distillation: best.pt is judged without the teacher
         history, start_epoch, best = [], 1, float("inf")
         save_dir = args.save_directory
 
@@ -293,7 +300,7 @@ class Detector:
                 scheduler.load_state_dict(payload["scheduler"])
             history = payload["history"]
             start_epoch = payload["epoch"] + 1
-            best = min((h["val_loss"] for h in history), default=float("inf"))
+            best = min((selection_loss(h) for h in history), default=float("inf"))
             log.info("resumed from %s at epoch %d", save_dir / "last.pt", start_epoch)
 
         def after_step():
@@ -317,33 +324,38 @@ class Detector:
                                            log=log.info, log_interval=args.log_interval, clip_grad=args.clip_grad,
                                            after_step=after_step)
             with average.applied_to(model) if average else contextlib.nullcontext() as own_weights:
-                val = engine.run_inference(model, val_loader, self.device, loss_fn)
+                val = engine.run_inference(model, val_loader, self.device, loss_fn,
+                                           extra_losses={"labels": labels_loss} if labels_loss else None)
                 history.append({"epoch": epoch, "train_loss": stats["loss"], "val_loss": val["loss"],
+                                **({"val_labels_loss": val["labels_loss"]} if labels_loss else {}),
                                 "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started,
                                 "loader_wait_seconds": stats["wait_seconds"]})
-                log.info("epoch %d: train loss %.4f, validation loss %.4f%s (%.1fs)", epoch, stats["loss"],
-                         val["loss"], " (weight average)" if average else "", history[-1]["seconds"])
+                log.info("epoch %d: train loss %.4f, validation loss %.4f%s%s (%.1fs)", epoch, stats["loss"],
+                         val["loss"], f" (labels alone {val['labels_loss']:.4f})" if labels_loss else "",
+                         " (weight average)" if average else "", history[-1]["seconds"])
                 self.write_history(history, save_dir, loss_label(loss_fn, args))
                 if args.save_model:
                     payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler,
-                                              args=vars(args), epoch=epoch, metrics={"val_loss": val["loss"]},
+                                              args=vars(args), epoch=epoch,
+                                              metrics={k: v for k, v in history[-1].items() if k.startswith("val_")},
                                               history=history)
                     if average is not None:
                         payload.update(raw_model={k: v.cpu() for k, v in own_weights.items()},
                                        ema=average.state_dict())
                     save_checkpoint(payload, save_dir / "last.pt")
-                    if val["loss"] < best:
-                        best = val["loss"]
+                    if selection_loss(history[-1]) < best:
+                        best = selection_loss(history[-1])
                         save_checkpoint(payload, save_dir / "best.pt")
         total = sum(h["seconds"] for h in history)
-        log.info("trained %d epochs in %.1f min; best validation loss %.4f; checkpoints in %s",
-                 len(history), total / 60, best, save_dir)
+        log.info("trained %d epochs in %.1f min; best validation loss %.4f%s; checkpoints in %s",
+                 len(history), total / 60, best, " (labels alone)" if labels_loss else "", save_dir)
         return 0
 
     def write_history(self, history: list[dict], save_dir: Path, label: str) -> None:
         save_dir.mkdir(parents=True, exist_ok=True)
         with open(save_dir / "loss_history.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            # every key of any epoch (a run resumed from an older checkpoint may add one)
+            writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for h in history for k in h)))
             writer.writeheader()
             writer.writerows(history)
         plot_loss_curves(history, save_dir / "loss_curve.png", f"{label} (112-px frame)")

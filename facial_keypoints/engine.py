@@ -73,7 +73,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch: int, *, lo
 
 
 @torch.no_grad()
-def run_inference(model, loader, device, loss_fn=None, mirror_band=None) -> dict:
+def run_inference(model, loader, device, loss_fn=None, mirror_band=None, extra_losses=None) -> dict:
     """Predict every sample of ``loader`` in order.
 
     Returns frame-pixel predictions (N, 21, 2), the targets, face masks,
@@ -81,10 +81,13 @@ def run_inference(model, loader, device, loss_fn=None, mirror_band=None) -> dict
     over samples.  With ``mirror_band`` (face_decision.UNSURE) the unsure crops'
     face probability also hears their mirror image (``face_prob``; the plain
     pass's is kept as ``face_prob_plain``); the loss is always the plain pass's.
+    ``extra_losses`` ({name: loss function}) adds each one's mean as ``NAME_loss`` (with ``loss_fn``).
     """
     model.eval()
     preds, targets, faces, probs, plain_probs, indices = [], [], [], [], [], []
     total, count = 0.0, 0
+    extra_losses = dict(extra_losses or {})
+    extra_totals = dict.fromkeys(extra_losses, 0.0)
     for batch in loader:
         images = batch["image"].to(device)
         keypoints, logits = model_outputs(model, images)
@@ -92,6 +95,8 @@ def run_inference(model, loader, device, loss_fn=None, mirror_band=None) -> dict
             on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             total += loss_fn(keypoints, logits, on_device).item() * images.shape[0]
             count += images.shape[0]
+            for name, extra in extra_losses.items():
+                extra_totals[name] += extra(keypoints, logits, on_device).item() * images.shape[0]
         preds.append(keypoints.float().cpu().numpy())
         targets.append(batch["keypoints"].numpy())
         faces.append(batch["face"].numpy())
@@ -115,6 +120,7 @@ def run_inference(model, loader, device, loss_fn=None, mirror_band=None) -> dict
     }
     if loss_fn is not None:
         result["loss"] = total / max(count, 1)
+        result.update({f"{name}_loss": value / max(count, 1) for name, value in extra_totals.items()})
     return result
 
 

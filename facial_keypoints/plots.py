@@ -26,6 +26,8 @@ def plot_loss_curves(history: list[dict], path, title: str = "loss") -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    if all("val_labels_loss" in h for h in history):  # distillation: what best.pt is picked on
+        ax.plot(epochs, [h["val_labels_loss"] for h in history], "--", label="validation, labels alone (best.pt)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("\n".join(textwrap.wrap(title, 34)))  # stage 3's names every term it sums: wrap, don't clip
     ax.set_yscale("log")

@@ -71,6 +71,9 @@ def loss_factory(args):
         return (labels_loss(keypoints, logits, batch)
                 + teacher(keypoints, logits, batch["image"], batch["face"]))
     with_teacher.watch = teacher.watch  # the trainer shows it the model it trains
+    # What best.pt is judged on: the labels alone.  The teacher's terms only steer training, and a
+    # student that matches its teacher more closely is not thereby better at the task.
+    with_teacher.labels_loss = labels_loss
     with_teacher.label = labels_loss.label + " + teacher terms"
     return with_teacher
 

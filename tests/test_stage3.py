@@ -584,3 +584,41 @@ def test_the_keypoint_only_loss_of_stages_1_and_2_also_skips_unlabelled_faces():
     assert loss(keypoints, None, batch).item() > 1000  # both faces count without the flag
     batch["keypoint_labelled"] = torch.tensor([1.0, 0.0])
     assert loss(keypoints, None, batch).item() == pytest.approx(1.0)
+
+
+def test_a_distilled_run_picks_best_pt_on_the_labels_alone(synthetic_root, tmp_path):
+    """With --teacher, validation reports the labels' loss beside the training objective, and
+    best.pt is the epoch where the labels' loss (not the one with the teacher's terms) was lowest."""
+    import csv
+
+    from facial_keypoints import engine
+    from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint
+    root, _ = synthetic_root
+    gen = load_script("stage3", "gen_train_test")
+    assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
+    detector = load_script("stage3", "detector").detector()
+    common = ["--data-root", str(root), "--train-list", str(tmp_path / "lists" / "train.txt"), "--val-fraction", "0.3",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--batch-size", "4", "--log-interval", "0"]
+    assert detector.main(["--phase", "train", "--epochs", "1", "--backbone", "stage1_bn",
+                          "--save-directory", str(tmp_path / "teacher"), *common]) == 0
+    assert detector.main(["--phase", "train", "--epochs", "3", "--backbone", "stage1_bn", "--lr", "3e-3",
+                          "--teacher", str(tmp_path / "teacher" / "best.pt"), "--teacher-embedding-weight", "50",
+                          "--save-directory", str(tmp_path / "student"), *common]) == 0
+    last = load_checkpoint(tmp_path / "student" / "last.pt")
+    history = last["history"]
+    assert all(h["val_labels_loss"] < h["val_loss"] for h in history)  # the teacher's terms are positive here
+    best = load_checkpoint(tmp_path / "student" / "best.pt")
+    assert best["epoch"] == min(history, key=lambda h: h["val_labels_loss"])["epoch"]
+    # the two rules disagree in this run (the teacher's terms grow as the student leaves it), so this tells them apart
+    assert best["epoch"] != min(history, key=lambda h: h["val_loss"])["epoch"]
+    assert best["metrics"]["val_labels_loss"] == min(h["val_labels_loss"] for h in history)
+    # the labels' loss is the teacher-free loss stage 3 tests with, on the validation crops
+    detector.args = detector.parser().parse_args(["--phase", "test", *common])
+    detector.root = root
+    _, val_set = detector.datasets(detector.config())
+    model = model_from_checkpoint(last, "last.pt")
+    plain = detector.loss_factory(detector.args)
+    recomputed = engine.run_inference(model, engine.make_loader(val_set, 256, shuffle=False), torch.device("cpu"), plain)
+    assert recomputed["loss"] == pytest.approx(history[-1]["val_labels_loss"], rel=1e-5)
+    with open(tmp_path / "student" / "loss_history.csv") as handle:
+        assert "val_labels_loss" in next(csv.reader(handle))
