@@ -576,6 +576,38 @@ def test_validate_candidate_counts_crop_recalls_and_log_loss_over_all_crops():
     assert validate.crop_figures([1, 0], [0.45, 0.2], threshold=0.4)["face_recall"] == 100.0  # the model's own cut
 
 
+def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_inside_their_photos(synthetic_root):
+    from collections import defaultdict
+
+    from facial_keypoints.evaluation import records_from_labels
+    from facial_keypoints.images import image_size
+    from facial_keypoints.labels import read_labels
+    validate = load_script("scripts", "validate_candidate")
+    root, faces = synthetic_root
+    val = [r for r in records_from_labels(root, 0.25) if r.image.startswith("II/")]  # stand-in validation photos
+    for record in val:
+        record.label = 1
+    labels_by_photo = defaultdict(list)
+    for face in read_labels(root):
+        labels_by_photo[face.image].append(face)
+    pool = validate.classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4)
+    again = validate.classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4)
+    assert [r.box.tolist() for r in pool] == [r.box.tolist() for r in again]  # seeded
+    non_faces, jittered = [r for r in pool if not r.is_face], [r for r in pool if r.is_face]
+    assert {r.image for r in pool} == {r.image for r in val}  # the validation photos only
+    assert len(non_faces) == 3 * len(val) and len(jittered) == 4 * len(val)
+    for record in non_faces:
+        assert iou(record.face_box, np.stack([f.box for f in labels_by_photo[record.image]])).max() < 0.3
+    by_source = {r.source: r for r in val}
+    for record in jittered:
+        original = by_source[record.source.removeprefix("jittered ")]
+        width, height = image_size(root / record.image)
+        assert 0 <= record.box[0] and 0 <= record.box[1] and record.box[2] <= width and record.box[3] <= height
+        np.testing.assert_allclose(record.absolute_keypoints(), original.absolute_keypoints())  # the points follow
+        side = max(original.box[2] - original.box[0], original.box[3] - original.box[1])
+        assert 0 < np.abs(record.box - original.box).max() <= 0.16 * side  # moved a little, not far
+
+
 def test_the_keypoint_only_loss_of_stages_1_and_2_also_skips_unlabelled_faces():
     from facial_keypoints.detector_cli import keypoint_loss_fn
     loss = keypoint_loss_fn("mse")
