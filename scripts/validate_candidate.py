@@ -158,9 +158,9 @@ def main(argv=None) -> int:
             row = (f"| {checkpoint} | {name} | {result['loss']:.4f} | {face_metrics(val, result)['nme_io']:.3f} % "
                    f"| {crops['face_recall']:.2f} / {crops['non_face_recall']:.2f} % | {crops['log_loss']:.4f} ")
             if pool:
-                seen = predict_records(net, config, pool, root, torch.device("cpu"), cache_dir=args.cache_dir,
-                                       progress=False)
-                pooled = crop_figures([r.is_face for r in pool], seen["face_prob"], face_threshold_of(config))
+                pool_result = predict_records(net, config, pool, root, torch.device("cpu"),
+                                              cache_dir=args.cache_dir, progress=False)
+                pooled = crop_figures([r.is_face for r in pool], pool_result["face_prob"], face_threshold_of(config))
                 row += (f"| {pooled['face_recall']:.2f} / {pooled['non_face_recall']:.2f} % "
                         f"| {pooled['log_loss']:.4f} ")
             else:
