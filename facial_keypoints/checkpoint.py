@@ -36,6 +36,18 @@ def json_safe(value):
     return str(value)
 
 
+def on_cpu(value):
+    """Every tensor of a nested state (an optimizer's) moved to the CPU: a checkpoint written on a
+    GPU then loads anywhere, and ``load_state_dict`` moves the state back onto the parameters' device."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
+
+
 def make_checkpoint(model, config: dict, *, optimizer=None, scheduler=None, args=None, epoch: int = 0,
                     metrics=None, history=None) -> dict:
     return {
@@ -43,7 +55,7 @@ def make_checkpoint(model, config: dict, *, optimizer=None, scheduler=None, args
         "version": VERSION,
         "config": json_safe(config),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer": on_cpu(optimizer.state_dict()) if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "args": json_safe(args or {}),
         "epoch": int(epoch),

@@ -96,3 +96,48 @@ def test_atomic_output_leaves_the_old_file_on_error_and_plain_permissions_on_suc
     written = tmp_path / "new" / "model.bin"
     assert written.read_bytes() == b"new"
     assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask  # not mkstemp's owner-only 0600
+
+
+def _adam_after_steps(model, steps=2):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.8, 0.95))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(torch.ones(2, 1, 112, 112)).pow(2).mean().backward()
+        optimizer.step()
+    return optimizer
+
+
+def _all_tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _all_tensors(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _all_tensors(v)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_the_optimizer_state_is_saved_on_the_cpu_and_resumes_the_same_steps(tmp_path, device):
+    # A checkpoint written on a GPU must load with a plain torch.load on a CPU machine, and the
+    # state moved through the CPU must still continue training exactly (its tuples and lists kept).
+    torch.manual_seed(0)
+    model = create_model("stage1").to(device)
+    optimizer = _adam_after_steps(model)
+    save_checkpoint(make_checkpoint(model, CONFIG, optimizer=optimizer), tmp_path / "last.pt")
+    payload = torch.load(tmp_path / "last.pt", map_location=None, weights_only=True)
+    tensors = list(_all_tensors(payload["optimizer"]))
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+
+    twin = create_model("stage1").to(device)
+    twin.load_state_dict(model.state_dict())
+    twin_optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2)
+    twin_optimizer.load_state_dict(payload["optimizer"])
+    assert twin_optimizer.param_groups[0]["betas"] == (0.8, 0.95)
+    for m, o in ((model, optimizer), (twin, twin_optimizer)):
+        o.zero_grad()
+        m(torch.ones(2, 1, 112, 112, device=device)).pow(2).mean().backward()
+        o.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
