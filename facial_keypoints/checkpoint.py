@@ -54,7 +54,7 @@ def make_checkpoint(model, config: dict, *, optimizer=None, scheduler=None, args
         "format": FORMAT,
         "version": VERSION,
         "config": json_safe(config),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": on_cpu(model.state_dict()),
         "optimizer": on_cpu(optimizer.state_dict()) if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "args": json_safe(args or {}),

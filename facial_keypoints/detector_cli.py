@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from . import engine
-from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, load_checkpoint, make_checkpoint, model_from_checkpoint, on_cpu,
+                         save_checkpoint)
 from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS
@@ -340,7 +341,7 @@ class Detector:
                                               metrics={k: v for k, v in history[-1].items() if k.startswith("val_")},
                                               history=history)
                     if average is not None:
-                        payload.update(raw_model={k: v.cpu() for k, v in own_weights.items()},
+                        payload.update(raw_model=on_cpu(own_weights),
                                        ema=average.state_dict())
                     save_checkpoint(payload, save_dir / "last.pt")
                     if selection_loss(history[-1]) < best:

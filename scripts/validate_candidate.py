@@ -44,7 +44,7 @@ import calibrate_face_threshold as calibrate  # noqa: E402
 from facial_keypoints.detector_cli import classification_metrics, list_settings  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
 from facial_keypoints.export import OnnxModel, load_backend  # noqa: E402
-from facial_keypoints.face_detection import create_detector  # noqa: E402
+from facial_keypoints.face_detection import adjust_boxes, create_detector  # noqa: E402
 from facial_keypoints.images import image_size  # noqa: E402
 from facial_keypoints.labels import ListRecord, read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root, split_by_photo  # noqa: E402
@@ -86,16 +86,14 @@ def classifier_pool(val, labels_by_photo, root, expand_ratio: float, non_faces_p
                             seed=seed)
     rng = np.random.default_rng(seed)
     for record in (r for r in val if r.is_face):
-        x0, y0, x1, y1 = record.box
-        side = np.array([x1 - x0, y1 - y0])
         width, height = image_size(Path(root) / record.image)
         kept = 0
         for _ in range(jitters * 20):  # the lists' crops lie inside their photos; so do these
             if kept == jitters:
                 break
-            centre = (np.array([x0, y0]) + side / 2) + rng.uniform(-shift, shift, 2) * side
-            half = side / 2 * np.exp(rng.uniform(np.log(1 - scale), np.log(1 + scale)))
-            box = np.concatenate([centre - half, centre + half])
+            shift_x, shift_y = rng.uniform(-shift, shift, 2)
+            factor = np.exp(rng.uniform(np.log(1 - scale), np.log(1 + scale)))
+            box = adjust_boxes(record.box, shift_x, shift_y, factor, factor)[0]
             if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
                 continue
             kept += 1
