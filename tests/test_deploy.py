@@ -41,6 +41,24 @@ def test_a_pack_holds_the_lists_crops_and_refuses_another_list(train_list, tmp_p
         read_pack(tmp_path / "junk.npz", records, 112)
 
 
+def test_a_jpeg_pack_is_smaller_close_to_the_crops_and_checked_like_a_lossless_one(train_list, tmp_path):
+    root, path = train_list
+    records = read_list(path)
+    lossless = write_pack(tmp_path / "pack.npz", records, root, 112, cache_dir=tmp_path / "cache", progress=False)
+    jpeg = write_pack(tmp_path / "jpeg.npz", records, root, 112, cache_dir=tmp_path / "cache", progress=False,
+                      jpeg_quality=95)
+    expected = read_pack(lossless, records, 112)
+    crops = read_pack(jpeg, records, 112)
+    assert crops.shape == expected.shape and crops.dtype == np.uint8
+    difference = np.abs(crops.astype(int) - expected.astype(int))
+    assert 0 < difference.mean() < 2 and difference.max() < 40  # lossy, but the same faces in the same order
+    assert np.abs(crops[1:].astype(int) - expected[:-1].astype(int)).mean() > 5 * difference.mean()
+    # (smaller only on photos: the synthetic faces' flat shading deflates to less than their JPEGs)
+    records[0].box = records[0].box + 1
+    with pytest.raises(CropPackError, match="another list"):
+        read_pack(jpeg, records, 112)
+
+
 def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch):
     root, path = train_list
     common = ["--train-list", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"),

@@ -170,3 +170,21 @@ def test_finetune_moves_a_heatmap_model_to_a_smaller_input_and_stage1_refuses(li
         ["--phase", "finetune", "--checkpoint", str(tmp_path / "s1" / "best.pt"), "--input-size", "96",
          "--save-directory", str(tmp_path / "s1_small"), *common])
     assert code == 2 and "cannot move stage1_bn to 96x96 inputs" in capsys.readouterr().err
+
+
+def test_split_seed_keeps_the_validation_photos_of_another_training_seed(lists, tmp_path):
+    """--seed 2 --split-seed 1 validates on --seed 1's photos (a second draw of a recipe stays comparable);
+    --seed 2 alone holds out others."""
+    root, train_list = lists
+
+    def validation_photos(*seeds):
+        detector = Detector(REPO / "stage1", {"arch": "stage1_bn"})
+        detector.args = detector.parser().parse_args(["--data-root", str(root), "--train-list", str(train_list),
+                                                      "--val-fraction", "0.3", "--no-progress", *seeds])
+        detector.root = root
+        _, val_set = detector.datasets(detector.config())
+        return sorted({r.image for r in val_set.records})
+
+    first = validation_photos("--seed", "1")
+    assert validation_photos("--seed", "2", "--split-seed", "1") == first
+    assert validation_photos("--seed", "2") != first
