@@ -16,12 +16,13 @@ quantize --checkpoint CKPT --list stage3/train.txt``), in int8:
   faces per photo at the checkpoint's threshold, and the classifier's log loss on the
   candidates (8 of them far from every face); with ``--loose``'s detector, the log loss on
   about 300 candidates (108 far), so one ambiguous candidate cannot decide it.
-- on a larger pool of validation crops (``--pool-non-faces`` per face, ``--pool-jitters``
-  per face; seeded, never written to a list): non-faces drawn as the lists draw them (IoU <
-  0.3 with every face, face-sized, the same expansion) and each face's crop shifted and
-  scaled a little, as a detector frames it. The list's validation crops are all right for
+- on larger pools of validation crops (``facial_keypoints.validation_pool``; seeded, never
+  written to a list): non-faces drawn as the lists draw them (IoU < 0.3 with every face,
+  face-sized, the same expansion), 20 per face, and each face's crop shifted and scaled a
+  little (the pool: 5 copies, up to 5 % / 10 %) or a lot (the hard pool: 20 copies, up to
+  15 % / 25 %; its non-faces are the pool's). The list's validation crops are all right for
   every model since session 7 (100 / 100 %); the test list's differences between models are
-  one or two crops, which only a pool some times larger can see.
+  one to three crops, which only pools some times larger can see.
 
 It prints one markdown table and decides nothing: write the rule before running it.
 """
@@ -44,13 +45,12 @@ import calibrate_face_threshold as calibrate  # noqa: E402
 from facial_keypoints.detector_cli import classification_metrics, list_settings  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
 from facial_keypoints.export import OnnxModel, load_backend  # noqa: E402
-from facial_keypoints.face_detection import adjust_boxes, create_detector  # noqa: E402
-from facial_keypoints.images import image_size  # noqa: E402
-from facial_keypoints.labels import ListRecord, read_labels, read_list  # noqa: E402
+from facial_keypoints.face_detection import create_detector  # noqa: E402
+from facial_keypoints.labels import read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root, split_by_photo  # noqa: E402
-from facial_keypoints.negatives import sample_non_faces  # noqa: E402
 from facial_keypoints.photos import PhotoPredictor, face_threshold_of  # noqa: E402
 from facial_keypoints.quantize import int8_path  # noqa: E402
+from facial_keypoints.validation_pool import HARD_POOL, POOL, classifier_pool  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 
@@ -72,36 +72,6 @@ def crop_figures(is_face, face_prob, threshold: float) -> dict:
             "log_loss": calibrate.candidate_log_loss(face_prob[is_face], face_prob[~is_face])}
 
 
-def classifier_pool(val, labels_by_photo, root, expand_ratio: float, non_faces_per_face: int, jitters: int,
-                    seed: int = 2, shift: float = 0.05, scale: float = 0.1) -> list:
-    """More labelled crops of the validation photos for the face/non-face figures (see the docstring).
-
-    Non-faces: ``sample_non_faces`` as stage3/gen_train_test.py calls it, ``non_faces_per_face``
-    times as many per photo and another seed.  Faces: ``jitters`` copies of each validation face
-    crop, shifted by up to ``shift`` of its side and scaled by up to 1 ± ``scale``; keypoints follow.
-    """
-    photos = sorted({r.image for r in val})
-    labelled = [(face.image, face.box) for photo in photos for face in labels_by_photo[photo]]
-    pool = sample_non_faces(labelled, root, per_photo=lambda n: non_faces_per_face * n, ratio=expand_ratio,
-                            seed=seed)
-    rng = np.random.default_rng(seed)
-    for record in (r for r in val if r.is_face):
-        width, height = image_size(Path(root) / record.image)
-        kept = 0
-        for _ in range(jitters * 20):  # the lists' crops lie inside their photos; so do these
-            if kept == jitters:
-                break
-            shift_x, shift_y = rng.uniform(-shift, shift, 2)
-            factor = np.exp(rng.uniform(np.log(1 - scale), np.log(1 + scale)))
-            box = adjust_boxes(record.box, shift_x, shift_y, factor, factor)[0]
-            if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
-                continue
-            kept += 1
-            pool.append(ListRecord(image=record.image, box=box, keypoints=record.absolute_keypoints() - box[:2],
-                                   label=1, source=f"jittered {record.source}", face_box=record.face_box))
-    return pool
-
-
 def photo_figures(model, config, photos, labels_by_photo, root, detector) -> dict:
     """Whole-photo recall / false faces at the checkpoint's threshold and the candidates' log loss."""
     predictor = PhotoPredictor(model, config, detector, face_threshold=0.0)
@@ -120,9 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--no-photos", action="store_true", help="the crop figures only (seconds, not minutes)")
-    parser.add_argument("--pool-non-faces", type=int, default=20,
-                        help="pool non-faces per validation face (0: no pool figures)")
-    parser.add_argument("--pool-jitters", type=int, default=5, help="pool copies of each validation face crop")
+    parser.add_argument("--no-pools", action="store_true", help="without the pool figures")
     args = parser.parse_args(argv)
     root = resolve_data_root(args.data_root)
     _, val = split_by_photo(read_list(args.train_list), args.val_fraction, args.seed)
@@ -135,14 +103,16 @@ def main(argv=None) -> int:
     loss_fn = stage3_loss()
     detectors = {} if args.no_photos else {"photos": create_detector("mtcnn"),
                                            "loose": create_detector("mtcnn", **calibrate.LOOSE)}
-    pool = (classifier_pool(val, labels_by_photo, root, list_settings(args.train_list).get("expand_ratio", 0.25),
-                            args.pool_non_faces, args.pool_jitters) if args.pool_non_faces else [])
-    print(f"{len(val)} validation crops ({sum(r.is_face for r in val)} faces) of {len(photos)} photos"
-          + (f"; pool: {sum(r.is_face for r in pool)} jittered faces, {sum(not r.is_face for r in pool)} non-faces"
-             if pool else ""))
+    expand_ratio = list_settings(args.train_list).get("expand_ratio", 0.25)
+    pools = {} if args.no_pools else {name: classifier_pool(val, labels_by_photo, root, expand_ratio, **settings)
+                                      for name, settings in (("pool", POOL), ("hard pool", HARD_POOL))}
+    print(f"{len(val)} validation crops ({sum(r.is_face for r in val)} faces) of {len(photos)} photos" + "".join(
+        f"; {name}: {sum(r.is_face for r in pool)} jittered faces, {sum(not r.is_face for r in pool)} non-faces"
+        for name, pool in pools.items()))
     print("| model | backend | loss | nme_io | face / non-face recall | crop log loss | pool face / non-face recall "
-          "| pool log loss | photo recall | false faces per photo | candidate log loss | loose log loss |\n"
-          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| pool log loss | hard pool face / non-face recall | hard pool log loss "
+          "| photo recall | false faces per photo | candidate log loss | loose log loss |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for checkpoint in [args.against, *args.checkpoints]:
         model, payload = load_backend(checkpoint, "torch")
         config = payload["config"]
@@ -155,14 +125,15 @@ def main(argv=None) -> int:
             crops = crop_figures([r.is_face for r in val], result["face_prob"], face_threshold_of(config))
             row = (f"| {checkpoint} | {name} | {result['loss']:.4f} | {face_metrics(val, result)['nme_io']:.3f} % "
                    f"| {crops['face_recall']:.2f} / {crops['non_face_recall']:.2f} % | {crops['log_loss']:.4f} ")
-            if pool:
+            for pool in pools.values() or [None, None]:
+                if pool is None:
+                    row += "| | "
+                    continue
                 pool_result = predict_records(net, config, pool, root, torch.device("cpu"),
                                               cache_dir=args.cache_dir, progress=False)
                 pooled = crop_figures([r.is_face for r in pool], pool_result["face_prob"], face_threshold_of(config))
                 row += (f"| {pooled['face_recall']:.2f} / {pooled['non_face_recall']:.2f} % "
                         f"| {pooled['log_loss']:.4f} ")
-            else:
-                row += "| | "
             if detectors and net is backends[-1][1]:  # the photos once, with the backend predict would use
                 seen = {key: photo_figures(net, config, photos, labels_by_photo, root, detector)
                         for key, detector in detectors.items()}

@@ -582,7 +582,7 @@ def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_in
     from facial_keypoints.evaluation import records_from_labels
     from facial_keypoints.images import image_size
     from facial_keypoints.labels import read_labels
-    validate = load_script("scripts", "validate_candidate")
+    from facial_keypoints.validation_pool import classifier_pool
     root, faces = synthetic_root
     val = [r for r in records_from_labels(root, 0.25) if r.image.startswith("II/")]  # stand-in validation photos
     for record in val:
@@ -590,8 +590,8 @@ def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_in
     labels_by_photo = defaultdict(list)
     for face in read_labels(root):
         labels_by_photo[face.image].append(face)
-    pool = validate.classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4)
-    again = validate.classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4)
+    pool = classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4)
+    again = classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4)
     assert [r.box.tolist() for r in pool] == [r.box.tolist() for r in again]  # seeded
     non_faces, jittered = [r for r in pool if not r.is_face], [r for r in pool if r.is_face]
     assert {r.image for r in pool} == {r.image for r in val}  # the validation photos only
@@ -606,6 +606,30 @@ def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_in
         np.testing.assert_allclose(record.absolute_keypoints(), original.absolute_keypoints())  # the points follow
         side = max(original.box[2] - original.box[0], original.box[3] - original.box[1])
         assert 0 < np.abs(record.box - original.box).max() <= 0.16 * side  # moved a little, not far
+    hard = classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4, shift=0.15, scale=0.25)
+    assert [r.box.tolist() for r in hard if not r.is_face] == [r.box.tolist() for r in non_faces]  # shared
+    assert len([r for r in hard if r.is_face]) == 4 * len(val)
+
+
+def test_matched_threshold_is_the_lowest_cut_rejecting_as_many_non_faces_as_the_reference():
+    from facial_keypoints.validation_pool import matched_threshold, rejected
+    non_face = np.array([0.02, 0.1, 0.2, 0.33, 0.41, 0.6])  # a student's face probabilities on pool non-faces
+    assert rejected(non_face, 0.5) == 5 and rejected(non_face, 0.41) == 4  # a crop at the cut is a face
+    thresholds = [0.3, 0.35, 0.4, 0.45, 0.5]
+    assert matched_threshold(thresholds, non_face, 5) == 0.45  # 0.45 and 0.5 reject 5; the lower keeps more faces
+    assert matched_threshold(thresholds, non_face, 4) == 0.35
+    assert matched_threshold(thresholds, non_face, 6) is None  # no tied cut is as strict as the reference
+
+
+def test_the_threshold_rule_breaks_ties_with_the_tie_break_and_else_takes_the_highest():
+    calibrate = load_script("scripts", "calibrate_face_threshold")
+    rows = [{"threshold": t, "recall": r, "false_per_photo": f}
+            for t, r, f in [(0.2, 98.0, 0.05), (0.3, 97.0, 0.0), (0.4, 97.0, 0.0), (0.5, 97.0, 0.0)]]
+    seen = []
+    chosen = calibrate.choose(rows, 0.02, tie_break=lambda tied: seen.append(tied) or 0.4)
+    assert seen == [[0.3, 0.4, 0.5]] and chosen["threshold"] == 0.4  # only the tied cuts within the budget
+    assert calibrate.choose(rows, 0.02, tie_break=lambda tied: None)["threshold"] == 0.5
+    assert calibrate.choose(rows, 0.1, tie_break=lambda tied: 0.2)["threshold"] == 0.2  # recall first
 
 
 def test_the_keypoint_only_loss_of_stages_1_and_2_also_skips_unlabelled_faces():
