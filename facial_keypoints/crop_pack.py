@@ -50,7 +50,10 @@ def write_pack(path, records, data_root, size: int, cache_dir=None, progress: bo
 def _decode(jpeg: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
     crops = np.empty((len(ends), size, size), np.uint8)
     for n, (start, end) in enumerate(zip(np.r_[0, ends[:-1]], ends)):
-        crops[n] = cv2.imdecode(jpeg[start:end], cv2.IMREAD_GRAYSCALE)
+        crop = cv2.imdecode(jpeg[start:end], cv2.IMREAD_GRAYSCALE)
+        if crop is None or crop.shape != (size, size):
+            raise ValueError(f"crop {n} does not decode to {size}x{size}")
+        crops[n] = crop
     return crops
 
 

@@ -21,8 +21,9 @@ validation hard pool's 3,600 non-faces are at least REF's at its own threshold.
 The 148 photos' recall ties over most thresholds; a student trained with more
 non-faces than REF is surer of non-faces and less sure of faces, and the highest
 tied cut kept that shift (session 15's C4 on the hard pool at 0.50: faces 97.28 %
-against REF's 97.50 %, non-faces 99.78 % against 99.67 %).  ``--write`` stores it as ``config["face_threshold"]``, which
-``predict``, the whole-photo benchmark and the stage-3 test phase use.
+against REF's 97.50 %, non-faces 99.78 % against 99.67 %).  ``--write`` stores the
+threshold as ``config["face_threshold"]``, which ``predict``, the whole-photo
+benchmark and the stage-3 test phase use.
 
 ``--loose`` runs the detector far looser (smallest face 24 px, thresholds
 0.3/0.4/0.4) to compare classifiers on many more candidates: on the 148

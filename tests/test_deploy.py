@@ -54,6 +54,12 @@ def test_a_jpeg_pack_is_smaller_close_to_the_crops_and_checked_like_a_lossless_o
     assert 0 < difference.mean() < 2 and difference.max() < 40  # lossy, but the same faces in the same order
     assert np.abs(crops[1:].astype(int) - expected[:-1].astype(int)).mean() > 5 * difference.mean()
     # (smaller only on photos: the synthetic faces' flat shading deflates to less than their JPEGs)
+    with np.load(jpeg) as pack:
+        arrays = dict(pack)
+    arrays["jpeg"] = arrays["jpeg"][: arrays["jpeg_ends"][0] // 2]  # cut inside the first crop
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(CropPackError, match="not a crop pack"):
+        read_pack(tmp_path / "cut.npz", records, 112)
     records[0].box = records[0].box + 1
     with pytest.raises(CropPackError, match="another list"):
         read_pack(jpeg, records, 112)
