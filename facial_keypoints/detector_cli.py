@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import engine
-from .checkpoint import (CheckpointError, load_checkpoint, make_checkpoint, model_from_checkpoint, on_cpu,
+from .checkpoint import (CheckpointError, load_checkpoint, make_checkpoint, on_cpu,
                          save_checkpoint)
 from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
@@ -374,10 +374,10 @@ class Detector:
         plot_loss_curves(history, save_dir / "loss_curve.png", f"{label} (112-px frame)")
 
     def load(self):
+        """The checkpoint's torch model for test/predict (with its referee, where its config names one)."""
         path = self.args.checkpoint or self.args.save_directory / "best.pt"
-        payload = load_checkpoint(path)
-        model = model_from_checkpoint(payload, path).to(self.device)
-        return model, payload, path
+        model, payload = load_backend(path, "torch")
+        return model.to(self.device), payload, path
 
     def phase_test(self):
         path = self.args.checkpoint or self.args.save_directory / "best.pt"

@@ -74,7 +74,19 @@ def resolve_backend(checkpoint, backend: str) -> str:
 
 def load_backend(checkpoint, backend: str = "torch", onnx_path=None, threads: int | None = None):
     """(model, payload) for --backend auto|torch|onnx|onnx-int8; the ONNX file is exported beside
-    the checkpoint if missing."""
+    the checkpoint if missing.  A checkpoint whose config names a referee (``referee.Refereed``)
+    comes with it, loaded with the same backend."""
+    model, payload = _load_one_backend(checkpoint, backend, onnx_path, threads)
+    referee = payload["config"].get("referee")
+    if referee:
+        from .referee import REFEREE_BAND, Refereed
+        referee_model, _ = load_backend(Path(checkpoint).parent / referee["checkpoint"],
+                                        resolve_backend(checkpoint, backend), threads=threads)
+        model = Refereed(model, referee_model, referee.get("band", REFEREE_BAND))
+    return model, payload
+
+
+def _load_one_backend(checkpoint, backend: str, onnx_path=None, threads: int | None = None):
     model, payload = load_model(checkpoint)
     backend = resolve_backend(checkpoint, backend)
     if backend == "torch":

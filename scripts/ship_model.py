@@ -5,7 +5,8 @@
 Drops the optimizer and scheduler state (most of a checkpoint's size) and, for an
 ``--ema`` run, the trained weights beside their average (``model`` is the average); keeps
 the config, the training arguments, the epoch and the metrics, so the shipped
-file still says how it was made.
+file still says how it was made.  A checkpoint whose config names a referee
+(``facial_keypoints.referee``) ships only where that file already lies beside OUT.
 """
 import argparse
 import sys
@@ -22,6 +23,10 @@ def main() -> int:
     args = parser.parse_args()
     payload = load_checkpoint(args.checkpoint)
     model_from_checkpoint(payload, args.checkpoint)  # refuse to ship weights that do not load
+    referee = payload["config"].get("referee")
+    if referee and not (args.out.parent / referee["checkpoint"]).is_file():
+        sys.exit(f"{args.checkpoint} names the referee {referee['checkpoint']}: put that checkpoint (and its int8 "
+                 f"model) in {args.out.parent} first")
     payload.update(optimizer=None, scheduler=None)
     payload.pop("raw_model", None)
     payload["history"] = payload.get("history", [])[-1:]

@@ -44,7 +44,7 @@ import calibrate_face_threshold as calibrate  # noqa: E402
 
 from facial_keypoints.detector_cli import classification_metrics, list_settings  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
-from facial_keypoints.export import OnnxModel, load_backend  # noqa: E402
+from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root, split_by_photo  # noqa: E402
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
         model, payload = load_backend(checkpoint, "torch")
         config = payload["config"]
         backends = [("float", model)]
-        if int8_path(checkpoint).is_file():
-            backends.append(("int8", OnnxModel(int8_path(checkpoint), threads=2)))
+        if int8_path(checkpoint).is_file():  # through load_backend: a referee the config names comes too
+            backends.append(("int8", load_backend(checkpoint, "onnx-int8", threads=2)[0]))
         for name, net in backends:
             result = predict_records(net, config, val, root, torch.device("cpu"), cache_dir=args.cache_dir,
                                      loss_fn=loss_fn, progress=False)

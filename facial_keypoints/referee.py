@@ -1,0 +1,64 @@
+"""A referee for the face decision: a fast student's keypoints and sure decisions, and a second model's
+decision on the crops the student is unsure of.
+
+Pruned students keep the default's keypoints but not quite its face decision on borderline faces
+(sessions 13-16, stage3/README.md).  With the default as referee on the crops whose student face
+probability lies inside ``REFEREE_BAND``, the decision near the cut is the default's while the
+referee runs on about 1 % of list-like crops (session 16 on the validation split: 0.6 % of its
+crops, 1.2 % of the pool, 2.5 % of the hard pool).
+
+A checkpoint names its referee in ``config["referee"]``: ``{"checkpoint": FILE, "band": [lo, hi]}``,
+FILE relative to the checkpoint's folder; ``export.load_backend`` loads both with the same backend.
+Keypoints are always the student's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .engine import model_outputs
+from .face_decision import softmax_face_probability
+
+REFEREE_BAND = (0.1, 0.9)
+
+
+class Refereed:
+    """Callable like the student (a torch module or ``export.OnnxModel``) on a (N, 1, H, W) batch."""
+
+    def __init__(self, student, referee, band=REFEREE_BAND):
+        self.student, self.referee, self.band = student, referee, (float(band[0]), float(band[1]))
+        self.asked = 0  # crops the referee decided (the share is what it costs)
+        if hasattr(student, "run_arrays") and hasattr(referee, "run_arrays"):
+            self.run_arrays = self._run_arrays  # inference.KeypointRunner's NumPy path
+
+    def eval(self):
+        self.student.eval()
+        self.referee.eval()
+        return self
+
+    def to(self, device):
+        self.student = self.student.to(device)
+        self.referee = self.referee.to(device)
+        return self
+
+    def _unsure(self, face_prob: np.ndarray) -> np.ndarray:
+        return (face_prob > self.band[0]) & (face_prob < self.band[1])
+
+    def __call__(self, images: torch.Tensor):
+        keypoints, logits = model_outputs(self.student, images)
+        rows = self._unsure(softmax_face_probability(logits.detach().float().cpu().numpy()))
+        if rows.any():
+            self.asked += int(rows.sum())
+            index = torch.from_numpy(np.flatnonzero(rows)).to(logits.device)
+            logits = logits.clone()
+            logits[index] = model_outputs(self.referee, images[index])[1].to(logits.dtype)
+        return keypoints, logits
+
+    def _run_arrays(self, images: np.ndarray) -> list[np.ndarray]:
+        keypoints, logits = self.student.run_arrays(images)
+        rows = self._unsure(softmax_face_probability(logits))
+        if rows.any():
+            self.asked += int(rows.sum())
+            logits = logits.copy()
+            logits[rows] = self.referee.run_arrays(np.ascontiguousarray(images[rows]))[1]
+        return [keypoints, logits]

@@ -1,0 +1,110 @@
+"""A student's keypoints with a referee's face decision on the crops the student is unsure of."""
+import numpy as np
+import pytest
+import torch
+
+from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
+from facial_keypoints.export import load_backend
+from facial_keypoints.inference import KeypointRunner
+from facial_keypoints.models import create_model
+from facial_keypoints.referee import Refereed
+
+
+def logits_for(probabilities):
+    """(N, 2) logits whose face probability is ``probabilities``."""
+    p = torch.tensor(probabilities, dtype=torch.float32)
+    return torch.stack([torch.zeros_like(p), torch.log(p / (1 - p))], dim=1)
+
+
+class Fixed:
+    """A stand-in network: fixed keypoints and face probabilities, and the batches it was given."""
+
+    def __init__(self, probabilities, keypoint_value):
+        self.probabilities, self.keypoint_value, self.seen = probabilities, keypoint_value, []
+
+    def __call__(self, images):
+        self.seen.append(images[:, 0, 0, 0].tolist())  # which rows came (each image is filled with its row index)
+        rows = [int(v) for v in images[:, 0, 0, 0]]
+        return (torch.full((len(rows), 42), float(self.keypoint_value)),
+                logits_for([self.probabilities[r] for r in rows]))
+
+    def run_arrays(self, images):
+        keypoints, logits = self(torch.from_numpy(images))
+        return [keypoints.numpy(), logits.numpy()]
+
+
+def rows_batch(n):
+    return torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1).expand(n, 1, 4, 4).contiguous()
+
+
+@pytest.mark.parametrize("path", ["torch", "arrays"])
+def test_only_the_unsure_rows_go_to_the_referee_and_the_keypoints_stay_the_students(path):
+    student = Fixed([0.05, 0.5, 0.95, 0.3, 0.92], keypoint_value=1.0)
+    referee = Fixed([0.99, 0.8, 0.01, 0.02, 0.5], keypoint_value=2.0)
+    model = Refereed(student, referee, band=(0.1, 0.9))
+    batch = rows_batch(5)
+    if path == "torch":
+        keypoints, logits = (t.numpy() for t in model(batch))
+    else:
+        keypoints, logits = model.run_arrays(batch.numpy())
+    probability = 1 / (1 + np.exp(logits[:, 0] - logits[:, 1]))
+    np.testing.assert_allclose(probability, [0.05, 0.8, 0.95, 0.02, 0.92], atol=1e-6)  # sure rows kept
+    assert referee.seen == [[1.0, 3.0]] and model.asked == 2
+    assert (keypoints == 1.0).all()
+
+
+def test_a_sure_batch_never_calls_the_referee():
+    referee = Fixed([0.5] * 3, keypoint_value=2.0)
+    model = Refereed(Fixed([0.01, 0.99, 0.02], keypoint_value=1.0), referee)
+    model(rows_batch(3))
+    assert referee.seen == [] and model.asked == 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_load_backend_brings_the_referee_a_checkpoint_names(tmp_path, backend):
+    torch.manual_seed(0)
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "fast_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    student = create_model("face_keypoints", input_size=112, backbone="fast_heatmap").eval()
+    referee = create_model("face_keypoints", input_size=112, backbone="fast_heatmap").eval()
+    (tmp_path / "weights").mkdir()
+    save_checkpoint(make_checkpoint(referee, config), tmp_path / "weights" / "referee.pt")
+    # band (0, 1): every crop is the referee's to decide, so its logits must come back whole
+    save_checkpoint(make_checkpoint(student, {**config, "referee": {"checkpoint": "referee.pt", "band": [0.0, 1.0]}}),
+                    tmp_path / "weights" / "student.pt")
+    model, payload = load_backend(tmp_path / "weights" / "student.pt", backend, threads=1)
+    assert isinstance(model, Refereed) and payload["config"]["referee"]["checkpoint"] == "referee.pt"
+    images = torch.randn(3, 1, 112, 112)
+    with torch.no_grad():
+        keypoints, logits = model(images)
+        expected_points, _ = student(images)
+        _, expected_logits = referee(images)
+    np.testing.assert_allclose(keypoints.numpy(), expected_points.numpy(), atol=1e-4)
+    np.testing.assert_allclose(logits.numpy(), expected_logits.numpy(), atol=1e-4)
+    runner = KeypointRunner(model, payload["config"], mirror_band=None)  # the NumPy path for ONNX
+    gray = (np.random.default_rng(0).random((200, 200)) * 255).astype(np.uint8)
+    points, face_prob = runner(gray, [[20, 20, 150, 150]])
+    assert points.shape == (1, 21, 2) and face_prob.shape == (1,)
+    if backend == "onnx":
+        assert (runner.run_arrays is not None) and model.asked >= 4
+
+
+def test_a_student_ships_only_beside_the_referee_it_names(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import load_script
+    from facial_keypoints.checkpoint import load_checkpoint
+    ship = load_script("scripts", "ship_model")
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "fast_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True, "referee": {"checkpoint": "referee.pt", "band": [0.1, 0.9]}}
+    model = create_model("face_keypoints", input_size=112, backbone="fast_heatmap")
+    save_checkpoint(make_checkpoint(model, config), tmp_path / "student.pt")
+    (tmp_path / "package").mkdir()
+    monkeypatch.setattr(sys, "argv", ["ship_model.py", str(tmp_path / "student.pt"), str(tmp_path / "package" / "a.pt")])
+    with pytest.raises(SystemExit, match="names the referee referee.pt"):
+        ship.main()
+    assert not (tmp_path / "package" / "a.pt").exists()
+    save_checkpoint(make_checkpoint(model, {k: v for k, v in config.items() if k != "referee"}),
+                    tmp_path / "package" / "referee.pt")
+    assert ship.main() == 0
+    assert load_checkpoint(tmp_path / "package" / "a.pt")["config"]["referee"]["checkpoint"] == "referee.pt"
