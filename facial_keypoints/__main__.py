@@ -132,6 +132,11 @@ def export(args) -> int:
         if worst > 1e-4:
             raise ValueError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} (> 1e-4)")
     print(f"wrote {path}")
+    referee = payload["config"].get("referee")
+    if referee:  # the file is the student's network alone; load_backend pairs the two
+        print(f"note: {args.checkpoint} names the referee {referee['checkpoint']} for face probabilities in "
+              f"{tuple(referee.get('band', ()))}; {path} holds the student only: export the referee too and "
+              "let it decide those crops")
     return 0
 
 

@@ -108,3 +108,17 @@ def test_a_student_ships_only_beside_the_referee_it_names(tmp_path, monkeypatch)
                     tmp_path / "package" / "referee.pt")
     assert ship.main() == 0
     assert load_checkpoint(tmp_path / "package" / "a.pt")["config"]["referee"]["checkpoint"] == "referee.pt"
+
+
+def test_exporting_a_refereed_student_says_the_file_holds_the_student_only(tmp_path, capsys):
+    from facial_keypoints.__main__ import main as cli
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "fast_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    model = create_model("face_keypoints", input_size=112, backbone="fast_heatmap")
+    save_checkpoint(make_checkpoint(model, config), tmp_path / "plain.pt")
+    save_checkpoint(make_checkpoint(model, {**config, "referee": {"checkpoint": "referee.pt", "band": [0.1, 0.9]}}),
+                    tmp_path / "student.pt")
+    assert cli(["export", "--checkpoint", str(tmp_path / "plain.pt"), "--out", str(tmp_path / "plain.onnx")]) == 0
+    assert "holds the student only" not in capsys.readouterr().out
+    assert cli(["export", "--checkpoint", str(tmp_path / "student.pt"), "--out", str(tmp_path / "s.onnx")]) == 0
+    assert "holds the student only" in capsys.readouterr().out and (tmp_path / "s.onnx").is_file()
