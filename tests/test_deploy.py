@@ -179,3 +179,17 @@ def test_auto_backend_runs_the_shipped_int8_model_and_torch_elsewhere(tmp_path):
                                             "expand_ratio": 0.25, "normalize": True}), tmp_path / "m.pt")
     assert resolve_backend(tmp_path / "m.pt", "auto") == "torch"  # no int8 model beside it
     assert isinstance(load_backend(tmp_path / "m.pt", "auto")[0], torch.nn.Module)
+
+
+def test_the_package_data_takes_every_shipped_model_file():
+    """A wheel (not only the editable install) must carry the int8 twins predict runs by default."""
+    import fnmatch
+    import tomllib
+
+    from facial_keypoints.weights import WEIGHTS_DIR
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "facial_keypoints"]
+    shipped = [p.name for p in WEIGHTS_DIR.iterdir() if p.suffix == ".pt" or p.name.endswith(".int8.onnx")]
+    assert "default.int8.onnx" in shipped and "default.pt" in shipped
+    for name in shipped:
+        assert any(fnmatch.fnmatch(f"weights/{name}", g) for g in globs), f"weights/{name} is left out of the wheel"
