@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from . import engine
-from .checkpoint import (CheckpointError, load_checkpoint, make_checkpoint, on_cpu,
-                         save_checkpoint)
+from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, on_cpu, save_checkpoint
 from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS

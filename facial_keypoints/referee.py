@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .engine import model_outputs
-from .face_decision import softmax_face_probability
+from .face_decision import unsure_rows
 
 REFEREE_BAND = (0.1, 0.9)
 
@@ -41,24 +41,21 @@ class Refereed:
         self.referee = self.referee.to(device)
         return self
 
-    def _unsure(self, face_prob: np.ndarray) -> np.ndarray:
-        return (face_prob > self.band[0]) & (face_prob < self.band[1])
-
     def __call__(self, images: torch.Tensor):
         keypoints, logits = model_outputs(self.student, images)
-        rows = self._unsure(softmax_face_probability(logits.detach().float().cpu().numpy()))
-        if rows.any():
-            self.asked += int(rows.sum())
-            index = torch.from_numpy(np.flatnonzero(rows)).to(logits.device)
+        rows = unsure_rows(logits.detach().float().cpu().numpy(), self.band)  # the mirror look's test, another band
+        if len(rows):
+            self.asked += len(rows)
+            index = torch.from_numpy(rows).to(logits.device)
             logits = logits.clone()
             logits[index] = model_outputs(self.referee, images[index])[1].to(logits.dtype)
         return keypoints, logits
 
     def _run_arrays(self, images: np.ndarray) -> list[np.ndarray]:
         keypoints, logits = self.student.run_arrays(images)
-        rows = self._unsure(softmax_face_probability(logits))
-        if rows.any():
-            self.asked += int(rows.sum())
+        rows = unsure_rows(logits, self.band)
+        if len(rows):
+            self.asked += len(rows)
             logits = logits.copy()
             logits[rows] = self.referee.run_arrays(np.ascontiguousarray(images[rows]))[1]
         return [keypoints, logits]
