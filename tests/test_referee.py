@@ -9,6 +9,8 @@ from facial_keypoints.inference import KeypointRunner
 from facial_keypoints.models import create_model
 from facial_keypoints.referee import Refereed
 
+from conftest import load_script
+
 
 def logits_for(probabilities):
     """(N, 2) logits whose face probability is ``probabilities``."""
@@ -55,7 +57,7 @@ def test_only_the_unsure_rows_go_to_the_referee_and_the_keypoints_stay_the_stude
 
 def test_a_sure_batch_never_calls_the_referee():
     referee = Fixed([0.5] * 3, keypoint_value=2.0)
-    model = Refereed(Fixed([0.01, 0.99, 0.02], keypoint_value=1.0), referee)
+    model = Refereed(Fixed([0.001, 0.999, 0.005], keypoint_value=1.0), referee)  # outside the default band
     model(rows_batch(3))
     assert referee.seen == [] and model.asked == 0
 
@@ -122,3 +124,47 @@ def test_exporting_a_refereed_student_says_the_file_holds_the_student_only(tmp_p
     assert "holds the student only" not in capsys.readouterr().out
     assert cli(["export", "--checkpoint", str(tmp_path / "student.pt"), "--out", str(tmp_path / "s.onnx")]) == 0
     assert "holds the student only" in capsys.readouterr().out and (tmp_path / "s.onnx").is_file()
+
+
+def test_referee_band_counts_the_crops_a_cascade_decides_otherwise_than_its_referee():
+    band_script = load_script("scripts", "referee_band")
+    is_face = [1, 1, 1, 0, 0, 0]
+    referee = [1, 1, 0, 0, 0, 1]   # right, right, wrong (a missed face), right, right, wrong (a false face)
+    cascade = [1, 0, 1, 0, 1, 1]   # right, wrong, right, right, wrong, wrong
+    assert band_script.decision_changes(referee, cascade, is_face) == {
+        "lost_faces": 1, "won_faces": 1, "lost_non_faces": 1, "won_non_faces": 0}
+    assert band_script.inside([0.01, 0.5, 0.99], (0.01, 0.99)).tolist() == [False, True, False]  # as unsure_rows
+    with pytest.raises(Exception, match="LOW,HIGH"):
+        band_script.parse_band("0.9,0.1")
+
+
+def test_attach_referee_writes_the_pair_that_load_backend_reads(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from facial_keypoints.checkpoint import load_checkpoint
+    from facial_keypoints.quantize import int8_model_of, stamp_source
+    attach = load_script("scripts", "attach_referee")
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "fast_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    for name in ("student", "teacher"):
+        save_checkpoint(make_checkpoint(create_model("face_keypoints", input_size=112, backbone="fast_heatmap"),
+                                        config), tmp_path / f"{name}.pt")
+    # a stand-in int8 twin of the teacher: any ONNX file stamped with the teacher's SHA-256
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "teacher.int8.onnx"))
+    stamp_source(tmp_path / "teacher.int8.onnx", tmp_path / "teacher.pt")
+
+    out = tmp_path / "cascade" / "S.pt"
+    attach.attach_referee(tmp_path / "student.pt", out, tmp_path / "teacher.pt", (0.02, 0.98))
+    assert load_checkpoint(out)["config"]["referee"] == {"checkpoint": "referee.pt", "band": [0.02, 0.98]}
+    assert int8_model_of(tmp_path / "cascade" / "referee.pt") is not None  # the copied twin still matches
+    model, _ = load_backend(out, "torch")
+    assert isinstance(model, Refereed) and model.band == (0.02, 0.98)
+    with pytest.raises(ValueError, match="already names the referee"):
+        attach.attach_referee(out, tmp_path / "again" / "S.pt", tmp_path / "teacher.pt")
+    with pytest.raises(ValueError, match="band"):
+        attach.attach_referee(tmp_path / "student.pt", tmp_path / "bad" / "S.pt", tmp_path / "teacher.pt", (0.9, 0.1))
+    assert not (tmp_path / "again").exists() and not (tmp_path / "bad").exists()  # refused before writing

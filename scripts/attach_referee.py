@@ -1,0 +1,66 @@
+"""Give a student checkpoint a referee for its face decision (``facial_keypoints.referee``).
+
+    python scripts/attach_referee.py C9.pt results/c9r/C9R.pt
+    python scripts/attach_referee.py C9.pt results/c9r/C9R.pt --referee OTHER.pt --band 0.01 0.99
+
+Writes OUT (the student's checkpoint, its config naming ``referee.pt`` and the band) and copies
+the referee checkpoint and its int8 model (where one was made from it) beside OUT as
+``referee.pt`` / ``referee.int8.onnx``.  The int8 model records the SHA-256 of the checkpoint it
+was made from, so byte copies keep the pair valid.  OUT's own int8 model and threshold come after:
+``python -m facial_keypoints quantize`` and ``scripts/calibrate_face_threshold.py --write``.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
+from facial_keypoints.quantize import int8_model_of, int8_path  # noqa: E402
+from facial_keypoints.referee import REFEREE_BAND  # noqa: E402
+from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
+
+REFEREE_NAME = "referee.pt"
+
+
+def attach_referee(student: Path, out: Path, referee: Path = DEFAULT_CHECKPOINT, band=REFEREE_BAND) -> Path:
+    low, high = (float(b) for b in band)
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"band {band}: needs 0 <= low < high <= 1")
+    payload = load_checkpoint(student)
+    model_from_checkpoint(payload, student)  # a student that does not load is refused before anything is written
+    model_from_checkpoint(load_checkpoint(referee), referee)
+    if payload["config"].get("referee"):
+        raise ValueError(f"{student} already names the referee {payload['config']['referee']['checkpoint']}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    target = out.parent / REFEREE_NAME
+    if Path(referee).resolve() != target.resolve():
+        shutil.copyfile(referee, target)
+    twin = int8_model_of(referee)
+    if twin is not None and twin.resolve() != int8_path(target).resolve():
+        shutil.copyfile(twin, int8_path(target))
+    payload["config"]["referee"] = {"checkpoint": REFEREE_NAME, "band": [low, high]}
+    return save_checkpoint(payload, out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("student", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--referee", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--band", type=float, nargs=2, default=list(REFEREE_BAND), metavar=("LOW", "HIGH"))
+    args = parser.parse_args(argv)
+    try:
+        attach_referee(args.student, args.out, args.referee, args.band)
+    except ValueError as error:
+        parser.error(str(error))
+    twin = "and its int8 model " if int8_path(args.out.parent / REFEREE_NAME).is_file() else ""
+    print(f"wrote {args.out}: {args.student} with {args.referee} {twin}as {args.out.parent / REFEREE_NAME}, "
+          f"band {tuple(args.band)}; next: quantize {args.out}, then calibrate its threshold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
