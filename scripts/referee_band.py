@@ -64,7 +64,7 @@ def decision_changes(reference_says, says, is_face) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("student", type=Path, help="a checkpoint whose config names a referee")
-    parser.add_argument("--bands", type=parse_band, nargs="+", default=[(0.1, 0.9)])
+    parser.add_argument("--bands", type=parse_band, nargs="+", default=None, help="LOW,HIGH ... (default: its own)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--train-list", type=Path, default=REPO / "stage3" / "train.txt")
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     print(header + " |\n|---|" + "---:|" * (4 * len(sets)))
     referee_says = {}  # the referee's own decisions, which the cascade should keep
     rows = [("referee alone", model.referee, None), ("student alone", model.student, None)]
-    rows += [(f"({low:g}, {high:g})", model, (low, high)) for low, high in args.bands]
+    rows += [(f"({low:g}, {high:g})", model, (low, high)) for low, high in args.bands or [model.band]]
     for label, net, band in rows:
         if band is not None:
             model.band = band
