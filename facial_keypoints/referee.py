@@ -26,11 +26,19 @@ from .face_decision import unsure_rows
 REFEREE_BAND = (0.01, 0.99)  # checkpoints made before session 17 name their band, (0.1, 0.9)
 
 
+def checked_band(band) -> tuple[float, float]:
+    """``band`` as (low, high) floats, or a ValueError where it is not 0 <= low < high <= 1."""
+    low, high = (float(b) for b in band)
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"a referee band needs 0 <= low < high <= 1, not ({low:g}, {high:g})")
+    return low, high
+
+
 class Refereed:
     """Callable like the student (a torch module or ``export.OnnxModel``) on a (N, 1, H, W) batch."""
 
     def __init__(self, student, referee, band=REFEREE_BAND):
-        self.student, self.referee, self.band = student, referee, (float(band[0]), float(band[1]))
+        self.student, self.referee, self.band = student, referee, checked_band(band)
         self.asked = 0  # crops the referee decided (the share is what it costs)
         if hasattr(student, "run_arrays") and hasattr(referee, "run_arrays"):
             self.run_arrays = self._run_arrays  # inference.KeypointRunner's NumPy path

@@ -19,16 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
 from facial_keypoints.quantize import int8_model_of, int8_path  # noqa: E402
-from facial_keypoints.referee import REFEREE_BAND  # noqa: E402
+from facial_keypoints.referee import REFEREE_BAND, checked_band  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REFEREE_NAME = "referee.pt"
 
 
 def attach_referee(student: Path, out: Path, referee: Path = DEFAULT_CHECKPOINT, band=REFEREE_BAND) -> Path:
-    low, high = (float(b) for b in band)
-    if not 0 <= low < high <= 1:
-        raise ValueError(f"band {band}: needs 0 <= low < high <= 1")
+    low, high = checked_band(band)
     payload = load_checkpoint(student)
     model_from_checkpoint(payload, student)  # a student that does not load is refused before anything is written
     model_from_checkpoint(load_checkpoint(referee), referee)

@@ -32,24 +32,31 @@ from validate_candidate import crop_figures  # noqa: E402
 from facial_keypoints.detector_cli import list_settings  # noqa: E402
 from facial_keypoints.evaluation import predict_records  # noqa: E402
 from facial_keypoints.export import load_backend  # noqa: E402
+from facial_keypoints.face_decision import unsure_rows  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root, split_by_photo  # noqa: E402
 from facial_keypoints.photos import face_threshold_of  # noqa: E402
 from facial_keypoints.quantize import int8_path  # noqa: E402
-from facial_keypoints.referee import Refereed  # noqa: E402
+from facial_keypoints.referee import Refereed, checked_band  # noqa: E402
 from facial_keypoints.validation_pool import HARD_POOL, POOL, classifier_pool  # noqa: E402
 
 
 def parse_band(text: str) -> tuple[float, float]:
-    low, high = (float(part) for part in text.split(","))
-    if not 0 <= low < high <= 1:
-        raise argparse.ArgumentTypeError(f"a band is LOW,HIGH with 0 <= LOW < HIGH <= 1, not {text!r}")
-    return low, high
+    try:
+        return checked_band(text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"a band is LOW,HIGH: {error}") from None
 
 
-def inside(prob, band) -> np.ndarray:
+def referred(prob, band) -> np.ndarray:
+    """Which crops a ``Refereed`` with ``band`` hands to its referee, from the student's face probability:
+    ``face_decision.unsure_rows`` (the test ``Refereed`` applies) on the probability's log-odds."""
     prob = np.asarray(prob, dtype=float)
-    return (prob > band[0]) & (prob < band[1])
+    with np.errstate(divide="ignore"):  # a probability of exactly 0 or 1 is sure: an infinite margin
+        margin = np.log(prob) - np.log1p(-prob)
+    mask = np.zeros(len(prob), dtype=bool)
+    mask[unsure_rows(np.stack([np.zeros_like(margin), margin], axis=1), band)] = True
+    return mask
 
 
 def decision_changes(reference_says, says, is_face) -> dict:
@@ -91,11 +98,6 @@ def main(argv=None) -> int:
                                  progress=False)
         return result, crop_figures([r.is_face for r in records], result["face_prob"], threshold)
 
-    student_prob = {}
-    for name, records in sets.items():  # the student's own plain probability decides who is referred
-        result = predict_records(model.student, config, records, root, torch.device("cpu"),
-                                 cache_dir=args.cache_dir, progress=False)
-        student_prob[name] = np.asarray(result["face_prob_plain"], dtype=float)
     print(f"{args.student} ({backend}) at threshold {threshold:.2f}; referee {config['referee']['checkpoint']}; "
           + "; ".join(f"{name}: {sum(r.is_face for r in rs)} faces, {sum(not r.is_face for r in rs)} non-faces"
                       for name, rs in sets.items()))
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
                                        f"| {n} lost / won faces, non-faces" for n in sets)
     print(header + " |\n|---|" + "---:|" * (4 * len(sets)))
     referee_says = {}  # the referee's own decisions, which the cascade should keep
+    student_prob = {}  # the student's plain probability, which decides who is referred (its row comes first)
     rows = [("referee alone", model.referee, None), ("student alone", model.student, None)]
     rows += [(f"({low:g}, {high:g})", model, (low, high)) for low, high in args.bands or [model.band]]
     for label, net, band in rows:
@@ -113,13 +116,15 @@ def main(argv=None) -> int:
             result, got = figures(net, records)
             is_face = np.array([r.is_face for r in records])
             says = np.asarray(result["face_prob"], dtype=float) >= threshold
+            if net is model.student:
+                student_prob[name] = result["face_prob_plain"]
             referee_says.setdefault(name, says)
             c = decision_changes(referee_says[name], says, is_face)
             changes = f"{c['lost_faces']} / {c['won_faces']}, {c['lost_non_faces']} / {c['won_non_faces']}"
-            referred = "" if band is None else (f"{100 * inside(student_prob[name][is_face], band).mean():.2f} / "
-                                                f"{100 * inside(student_prob[name][~is_face], band).mean():.2f} %")
+            share = "" if band is None else (f"{100 * referred(student_prob[name][is_face], band).mean():.2f} / "
+                                             f"{100 * referred(student_prob[name][~is_face], band).mean():.2f} %")
             line += (f"| {got['face_recall']:.2f} / {got['non_face_recall']:.2f} % | {got['log_loss']:.4f} "
-                     f"| {referred} | {changes} ")
+                     f"| {share} | {changes} ")
         print(line + "|", flush=True)
     return 0
 

@@ -55,6 +55,11 @@ def test_only_the_unsure_rows_go_to_the_referee_and_the_keypoints_stay_the_stude
     assert (keypoints == 1.0).all()
 
 
+def test_a_band_outside_the_probabilities_is_refused():
+    with pytest.raises(ValueError, match="referee band"):
+        Refereed(Fixed([0.5], keypoint_value=1.0), Fixed([0.5], keypoint_value=2.0), band=(0.9, 0.1))
+
+
 def test_a_sure_batch_never_calls_the_referee():
     referee = Fixed([0.5] * 3, keypoint_value=2.0)
     model = Refereed(Fixed([0.001, 0.999, 0.005], keypoint_value=1.0), referee)  # outside the default band
@@ -133,7 +138,8 @@ def test_referee_band_counts_the_crops_a_cascade_decides_otherwise_than_its_refe
     cascade = [1, 0, 1, 0, 1, 1]   # right, wrong, right, right, wrong, wrong
     assert band_script.decision_changes(referee, cascade, is_face) == {
         "lost_faces": 1, "won_faces": 1, "lost_non_faces": 1, "won_non_faces": 0}
-    assert band_script.inside([0.01, 0.5, 0.99], (0.01, 0.99)).tolist() == [False, True, False]  # as unsure_rows
+    assert band_script.referred([0.0, 0.005, 0.02, 0.5, 0.98, 0.995, 1.0], (0.01, 0.99)).tolist() == [
+        False, False, True, True, True, False, False]
     with pytest.raises(Exception, match="LOW,HIGH"):
         band_script.parse_band("0.9,0.1")
 
