@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import engine
-from .checkpoint import CheckpointError, load_checkpoint, make_checkpoint, on_cpu, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, make_checkpoint, on_cpu, save_checkpoint
 from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS
@@ -430,8 +430,14 @@ class Detector:
         return 0
 
     def phase_finetune(self):
-        model, payload, path = self.load()
-        config = payload["config"]
+        path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        model, payload = load_model(path)  # the network alone: a referee (below) is never trained
+        model.to(self.device)
+        config = {key: value for key, value in payload["config"].items() if key != "referee"}
+        if "referee" in payload["config"]:
+            log.info("%s names the referee %s: finetuning its own network only; the result decides alone "
+                     "until scripts/attach_referee.py gives it one again", path,
+                     payload["config"]["referee"]["checkpoint"])
         if self.args.input_size and self.args.input_size != config["input_size"]:
             model = resize_input(model, config, self.args.input_size, path).to(self.device)
             config = dict(config, input_size=self.args.input_size)

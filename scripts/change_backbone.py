@@ -1,6 +1,6 @@
 """Move a trained two-headed checkpoint onto another backbone, keeping every weight whose name and shape fit.
 
-    python scripts/change_backbone.py facial_keypoints/weights/default.pt results/lean_start.pt --backbone lean_heatmap
+    python scripts/change_backbone.py facial_keypoints/weights/referee.pt results/lean_start.pt --backbone lean_heatmap
 
 For shrinking a trained model (dropping a residual block, say) before a
 finetune: the layers both networks share start trained, the rest start fresh.
@@ -74,7 +74,7 @@ def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
 
     ``narrow_layers``: tensors with fewer channels in the new model start from a channel subset of
     the trained ones (``narrowed_channels``) instead of fresh."""
-    config = dict(payload["config"])
+    config = {key: value for key, value in payload["config"].items() if key != "referee"}  # a new network: no pairing
     if config.get("arch") != "face_keypoints":
         raise SystemExit(f"only two-headed (face_keypoints) checkpoints have a backbone; this is {config.get('arch')!r}")
     if backbone not in MODELS:

@@ -16,7 +16,7 @@ WORK="${WORK:-$OUT/runs}"; WORKERS="${WORKERS:-6}"; FLAGS="${FLAGS:-}"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT" "$WORK"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-KD="--light-gamma 2 --blur 1.5 --noise 8 --underexpose 0.2 --teacher facial_keypoints/weights/default.pt \
+KD="--light-gamma 2 --blur 1.5 --noise 8 --underexpose 0.2 --teacher facial_keypoints/weights/referee.pt \
 --teacher-heatmap-weight 20 --teacher-embedding-weight 200 --teacher-feature-weight 10 --teacher-weight 3"
 for seed in "$@"; do
     # shellcheck disable=SC2086  # KD and FLAGS are lists of flags

@@ -173,4 +173,22 @@ def test_attach_referee_writes_the_pair_that_load_backend_reads(tmp_path):
         attach.attach_referee(out, tmp_path / "again" / "S.pt", tmp_path / "teacher.pt")
     with pytest.raises(ValueError, match="band"):
         attach.attach_referee(tmp_path / "student.pt", tmp_path / "bad" / "S.pt", tmp_path / "teacher.pt", (0.9, 0.1))
-    assert not (tmp_path / "again").exists() and not (tmp_path / "bad").exists()  # refused before writing
+    with pytest.raises(ValueError, match="names a referee of its own"):  # one referee, not a chain
+        attach.attach_referee(tmp_path / "student.pt", tmp_path / "chain" / "S.pt", out)
+    assert not any((tmp_path / d).exists() for d in ("again", "bad", "chain"))  # refused before writing
+
+
+def test_the_shipped_default_comes_with_its_referee_and_both_int8_models():
+    """default.pt names referee.pt; predict's --backend auto must find both int8 twins in the package."""
+    from facial_keypoints.checkpoint import load_checkpoint
+    from facial_keypoints.export import resolve_backend
+    from facial_keypoints.referee import checked_band
+    from facial_keypoints.weights import DEFAULT_CHECKPOINT, REFEREE_CHECKPOINT
+    pairing = load_checkpoint(DEFAULT_CHECKPOINT)["config"]["referee"]
+    assert DEFAULT_CHECKPOINT.parent / pairing["checkpoint"] == REFEREE_CHECKPOINT
+    checked_band(pairing["band"])
+    assert "referee" not in load_checkpoint(REFEREE_CHECKPOINT)["config"]  # it decides alone
+    assert resolve_backend(DEFAULT_CHECKPOINT, "auto") == resolve_backend(REFEREE_CHECKPOINT, "auto") == "onnx-int8"
+    model, _ = load_backend(DEFAULT_CHECKPOINT, "auto", threads=1)
+    assert isinstance(model, Refereed)
+    assert type(model.student).__name__ == type(model.referee).__name__ != "Refereed"
