@@ -370,6 +370,17 @@ class ThinDeep48Heatmap(CompactHeatmap):
         super().__init__(input_size, inner=(None, 48, 64))
 
 
+@register("thin_all_heatmap")
+class ThinAllHeatmap(CompactHeatmap):
+    """thin_deep48_heatmap (the session-18 default's network) with its 28x28 blocks half as wide inside too
+    (16, 48 and 64 channels inside the blocks at 28x28, 14x14 and 7x7): the 28x28 level's convolutions are
+    the largest share of the int8 network's time, so this is the next step for dlib's half time, made from
+    the default by scripts/change_backbone.py --narrow (stage3/README.md)."""
+
+    def __init__(self, input_size: int = 112):
+        super().__init__(input_size, inner=(16, 48, 64))
+
+
 @register("plain_top_heatmap")
 class PlainTopHeatmap(CompactHeatmap):
     """The compact heatmap model without the 3x3 conv on its 28x28 maps (int8 about 0.33 ms per face
