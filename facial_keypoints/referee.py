@@ -11,6 +11,10 @@ band, so every crop that look would hear is the referee's -- C6's cascade decide
 every validation pool as the default does (``scripts/referee_band.py``), with the referee asked on
 2 % of list-like faces, 9 % of the hard pool's faces and 7 % of non-faces.
 
+Since session 18 the shipped default is such a pair: C9R (a ``thin_deep48_heatmap`` student) names
+``referee.pt``, the default of sessions 7-17 ("the default" above), which lies beside it in
+``facial_keypoints/weights``.
+
 A checkpoint names its referee in ``config["referee"]``: ``{"checkpoint": FILE, "band": [lo, hi]}``,
 FILE relative to the checkpoint's folder; ``export.load_backend`` loads both with the same backend.
 Keypoints are always the student's.
