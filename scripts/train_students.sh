@@ -4,7 +4,9 @@
 #
 #   bash scripts/train_students.sh DPRIME.pt TRAIN_PACK EXTRA_LIST EXTRA_PACK SEED [SEED ...]
 #
-# DPRIME.pt: the pruned, distilled start (D' in stage3/README.md).  The packs can be JPEG packs
+# DPRIME.pt: the pruned, distilled start (D' in stage3/README.md).  The teacher is weights/referee.pt, the
+# default of sessions 7-17 the students were pruned from (default.pt is one of them since session 18).
+# The packs can be JPEG packs
 # (--phase pack --pack-quality 95) and EXTRA_LIST its training-split lines only, so that they fit a
 # 64 MiB transfer.  Each draw keeps the validation photos of every earlier candidate (--split-seed 1)
 # and writes $OUT/cSEED_best.pt, $OUT/cSEED_history.csv and $OUT/cSEED.out; each run stops after
