@@ -31,6 +31,7 @@ from .metrics import json_summary, summary_table
 from .models import MODELS, count_parameters, create_model, freeze, init_output
 from .photos import face_threshold_of
 from .plots import draw_points, grid, plot_ced, plot_loss_curves
+from .referee import unpaired
 from .transforms import eval_transform
 from .weight_average import WeightAverage
 
@@ -433,7 +434,7 @@ class Detector:
         path = self.args.checkpoint or self.args.save_directory / "best.pt"
         model, payload = load_model(path)  # the network alone: a referee (below) is never trained
         model.to(self.device)
-        config = {key: value for key, value in payload["config"].items() if key != "referee"}
+        config = unpaired(payload["config"])
         if "referee" in payload["config"]:
             log.info("%s names the referee %s: finetuning its own network only; the result decides alone "
                      "until scripts/attach_referee.py gives it one again", path,

@@ -30,6 +30,12 @@ from .face_decision import unsure_rows
 REFEREE_BAND = (0.01, 0.99)  # checkpoints made before session 17 name their band, (0.1, 0.9)
 
 
+def unpaired(config: dict) -> dict:
+    """``config`` without its referee: for a checkpoint whose network changes (a finetune, another backbone),
+    which must decide alone until ``scripts/attach_referee.py`` pairs it again."""
+    return {key: value for key, value in config.items() if key != "referee"}
+
+
 def checked_band(band) -> tuple[float, float]:
     """``band`` as (low, high) floats, or a ValueError where it is not 0 <= low < high <= 1."""
     low, high = (float(b) for b in band)

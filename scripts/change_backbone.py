@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint  # noqa: E402
 from facial_keypoints.models import MODELS, create_model  # noqa: E402
+from facial_keypoints.referee import unpaired  # noqa: E402
 
 
 INSIDE = ".body.0.1.weight"  # a residual block's inner batch norm (models.ResidualBlock): its channels are the block's own
@@ -74,7 +75,7 @@ def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
 
     ``narrow_layers``: tensors with fewer channels in the new model start from a channel subset of
     the trained ones (``narrowed_channels``) instead of fresh."""
-    config = {key: value for key, value in payload["config"].items() if key != "referee"}  # a new network: no pairing
+    config = unpaired(payload["config"])  # a new network decides alone until it is paired again
     if config.get("arch") != "face_keypoints":
         raise SystemExit(f"only two-headed (face_keypoints) checkpoints have a backbone; this is {config.get('arch')!r}")
     if backbone not in MODELS:

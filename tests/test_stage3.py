@@ -271,13 +271,15 @@ def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
     torch.manual_seed(0)
     source = create_model("face_keypoints", input_size=112, backbone="compact_heatmap")
     config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
-              "expand_ratio": 0.25, "normalize": True, "face_threshold": 0.4}
+              "expand_ratio": 0.25, "normalize": True, "face_threshold": 0.4,
+              "referee": {"checkpoint": "referee.pt", "band": [0.01, 0.99]}}  # as the shipped default names one
     save_checkpoint(make_checkpoint(source, config), tmp_path / "big.pt")
     assert change.main([str(tmp_path / "big.pt"), str(tmp_path / "lean.pt"), "--backbone", "lean_heatmap"]) == 0
     payload = load_checkpoint(tmp_path / "lean.pt")
     lean = model_from_checkpoint(payload, tmp_path / "lean.pt")  # strict: every weight present
     assert payload["config"]["model_kwargs"]["backbone"] == "lean_heatmap"
     assert payload["config"]["face_threshold"] == 0.4  # the rest of the config travels
+    assert "referee" not in payload["config"]  # a new network decides alone (no referee beside it)
     kept = source.state_dict()
     for name, value in lean.state_dict().items():
         assert torch.equal(value, kept[name]), name  # nothing shared starts fresh
