@@ -14,7 +14,14 @@ from .evaluation import face_metrics, predict_records, records_from_labels
 from .labels import ParseStats
 from .metrics import json_summary, summary_table
 from .plots import plot_ced
-from .weights import DEFAULT_CHECKPOINT
+from .weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
+
+
+def evaluation_dir(checkpoint) -> Path:
+    """Where ``evaluate`` writes its figure without ``--out``: beside the checkpoint, except for the models
+    shipped inside the package (their folder may be read-only, and is no place for results): ./evaluation."""
+    folder = Path(checkpoint).resolve().parent
+    return Path("evaluation") if folder == WEIGHTS_DIR.resolve() else folder
 
 
 def evaluate(args) -> int:
@@ -32,7 +39,7 @@ def evaluate(args) -> int:
     result = predict_records(model, config, records, args.data, device, batch_size=args.batch_size,
                              cache_dir=args.cache_dir, progress=not args.no_progress)
     metrics = face_metrics(records, result)
-    out = args.out or Path(args.checkpoint).parent
+    out = args.out or evaluation_dir(args.checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     ced = plot_ced({f"{config['arch']} on {args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
     print(summary_table(metrics, f"{args.checkpoint} on {args.data} ({stats.summary()})"))
@@ -147,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                     help="default: the model shipped inside the package")
     ev.add_argument("--data", required=True, type=Path, help="a folder with label.txt files (searched recursively)")
-    ev.add_argument("--out", type=Path, default=None, help="where ced.png goes (default: beside the checkpoint)")
+    ev.add_argument("--out", type=Path, default=None, help="where ced.png goes (default: beside the checkpoint; ./evaluation for the shipped models)")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--negative", choices=("clamp", "drop"), default="clamp")
     ev.add_argument("--skip-bad", action="store_true", help="count and skip bad lines/images instead of stopping")

@@ -193,3 +193,16 @@ def test_the_package_data_takes_every_shipped_model_file():
     assert "default.int8.onnx" in shipped and "default.pt" in shipped
     for name in shipped:
         assert any(fnmatch.fnmatch(f"weights/{name}", g) for g in globs), f"weights/{name} is left out of the wheel"
+
+
+def test_evaluating_the_shipped_model_writes_its_figure_outside_the_package(synthetic_root, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The shipped models' folder may be a read-only site-packages: evaluate's ced.png goes to ./evaluation."""
+    from facial_keypoints.weights import WEIGHTS_DIR
+    root, _ = synthetic_root
+    before = sorted(p.name for p in WEIGHTS_DIR.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert cli(["evaluate", "--data", str(root), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    assert "cumulative error curve: evaluation/ced.png" in capsys.readouterr().out
+    assert (tmp_path / "evaluation" / "ced.png").is_file()
+    assert sorted(p.name for p in WEIGHTS_DIR.iterdir()) == before
