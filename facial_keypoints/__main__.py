@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                     help="default: the model shipped inside the package")
     ev.add_argument("--data", required=True, type=Path, help="a folder with label.txt files (searched recursively)")
-    ev.add_argument("--out", type=Path, default=None, help="where ced.png goes (default: beside the checkpoint; ./evaluation for the shipped models)")
+    ev.add_argument("--out", type=Path, default=None,
+                    help="where ced.png goes (default: beside the checkpoint; ./evaluation for the shipped models)")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--negative", choices=("clamp", "drop"), default="clamp")
     ev.add_argument("--skip-bad", action="store_true", help="count and skip bad lines/images instead of stopping")

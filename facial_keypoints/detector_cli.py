@@ -373,14 +373,18 @@ class Detector:
             writer.writerows(history)
         plot_loss_curves(history, save_dir / "loss_curve.png", f"{label} (112-px frame)")
 
+    def checkpoint_path(self) -> Path:
+        """--checkpoint, else this stage's best.pt: what test, predict and finetune load."""
+        return self.args.checkpoint or self.args.save_directory / "best.pt"
+
     def load(self):
         """The checkpoint's torch model for test/predict (with its referee, where its config names one)."""
-        path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        path = self.checkpoint_path()
         model, payload = load_backend(path, "torch")
         return model.to(self.device), payload, path
 
     def phase_test(self):
-        path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        path = self.checkpoint_path()
         # a missing checkpoint takes the torch path, whose loader names it
         backend = resolve_backend(path, self.args.backend) if Path(path).is_file() else "torch"
         if backend == "torch":
@@ -431,7 +435,7 @@ class Detector:
         return 0
 
     def phase_finetune(self):
-        path = self.args.checkpoint or self.args.save_directory / "best.pt"
+        path = self.checkpoint_path()
         model, payload = load_model(path)  # the network alone: a referee (below) is never trained
         model.to(self.device)
         config = unpaired(payload["config"])
