@@ -377,7 +377,8 @@ class ThinAllHeatmap(CompactHeatmap):
     the largest share of the int8 network's time, so this is the next step for dlib's half time, made from
     the default by scripts/change_backbone.py --narrow.  Session 18's T1R (25 CPU epochs, the shipped
     referee): 0.84x the default's time per face, 0.40-0.47x dlib's, keypoints 0.05 pt of validation nme_io
-    short (stage3/README.md, tried table)."""
+    short; session 19's two-step finetune (the thinned blocks rebuilt first) reached the same validation loss,
+    so the 16-channel blocks lack the capacity (stage3/README.md, tried table)."""
 
     def __init__(self, input_size: int = 112):
         super().__init__(input_size, inner=(16, 48, 64))
