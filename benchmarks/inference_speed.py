@@ -9,7 +9,10 @@ int8 ONNX model where one ships (python -m facial_keypoints quantize).
 Per model: median milliseconds per face at batch 1 on 1 thread (after warm-up),
 and faces per second at batch 64 on all cores; 112-px crops, or the shipped
 model's own input size.  Weights are random (speed does
-not depend on them).
+not depend on them).  The rows take turns (``--rounds``: each row runs
+``--runs / --rounds`` times per turn), so a slow spell of a shared machine
+slows every row alike and the rows of one table compare; timed one model after
+another, the same network's time moved 1.4-2.1 ms between rows (session 18).
 """
 from __future__ import annotations
 
@@ -33,15 +36,23 @@ from facial_keypoints.quantize import int8_path  # noqa: E402
 from facial_keypoints.weights import WEIGHTS_DIR  # noqa: E402
 
 
-def median_seconds(fn, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved_medians(timers: dict, runs: int, warmup: int, rounds: int) -> dict:
+    """Median seconds per call of each of ``timers`` (name -> callable), the timers taking turns.
+
+    Every timer is warmed up first; then ``rounds`` turns in which each runs ``runs // rounds``
+    times (at least once) before the next takes over.
+    """
+    for fn in timers.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, fn in timers.items():
+            for _ in range(max(1, runs // rounds)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -49,44 +60,56 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="*", default=sorted(MODELS))
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=10, help="turns the rows take (see above)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "inference_speed.md")
     args = parser.parse_args(argv)
-    rows = []
     runs64 = max(5, args.runs // 20)
-
-    def measure(label, model, onnx_path, int8=None, size=112):
-        one, batch = torch.randn(1, 1, size, size), torch.randn(64, 1, size, size)
-        row = {"model": label, "params": count_parameters(model)}
-        torch.set_num_threads(1)
-        row["torch_b1_ms"] = median_seconds(lambda: model(one), args.runs, 20) * 1000
-        paths = {"onnx": onnx_path, **({"int8": int8} if int8 else {})}
-        for kind, path in paths.items():
-            ort1 = OnnxModel(path, threads=1)
-            row[f"{kind}_b1_ms"] = median_seconds(lambda: ort1(one), args.runs, 20) * 1000
-        torch.set_num_threads(args.threads)
-        row["torch_b64_fps"] = 64 / median_seconds(lambda: model(batch), runs64, 3)
-        for kind, path in paths.items():
-            ortn = OnnxModel(path, threads=args.threads)
-            row[f"{kind}_b64_fps"] = 64 / median_seconds(lambda: ortn(batch), runs64, 3)
-        rows.append(row)
-        print(row, flush=True)
+    one, batch = {}, {}  # per input size: the batch-1 and batch-64 inputs every row shares
 
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        rows = {}  # label -> (model, {backend: ONNX path}, input size)
         for name in args.models:
             model = create_model(name).eval()
-            measure(name, model, export_onnx(model, Path(tmp) / f"{name}.onnx"))
+            rows[name] = (model, {"onnx": export_onnx(model, Path(tmp) / f"{name}.onnx")}, 112)
         for checkpoint in sorted(WEIGHTS_DIR.glob("*.pt")):
             model, payload = load_model(checkpoint)
             size = payload["config"]["input_size"]
             label = f"shipped {checkpoint.name} ({payload['config']['model_kwargs'].get('backbone', '')}, {size} px)"
-            int8 = int8_path(checkpoint)
-            measure(label, model, export_onnx(model, Path(tmp) / f"{checkpoint.stem}.onnx", size),
-                    int8 if int8.is_file() else None, size)
+            paths = {"onnx": export_onnx(model, Path(tmp) / f"{checkpoint.stem}.onnx", size)}
+            if int8_path(checkpoint).is_file():
+                paths["int8"] = int8_path(checkpoint)
+            rows[label] = (model, paths, size)
+        for _, _, size in rows.values():
+            one.setdefault(size, torch.randn(1, 1, size, size))
+            batch.setdefault(size, torch.randn(64, 1, size, size))
+
+        def timers(threads: int, inputs: dict) -> dict:
+            """(label, backend) -> a call of that row's network on ``inputs`` of its size."""
+            calls = {}
+            for label, (model, paths, size) in rows.items():
+                calls[label, "torch"] = lambda m=model, x=inputs[size]: m(x)
+                for kind, path in paths.items():
+                    session = OnnxModel(path, threads=threads)
+                    calls[label, kind] = lambda s=session, x=inputs[size]: s(x)
+            return calls
+
+        torch.set_num_threads(1)
+        b1 = interleaved_medians(timers(1, one), args.runs, 20, args.rounds)
+        torch.set_num_threads(args.threads)
+        b64 = interleaved_medians(timers(args.threads, batch), runs64, 3, min(args.rounds, runs64))
+    results = []
+    for label, (model, paths, _) in rows.items():
+        row = {"model": label, "params": count_parameters(model)}
+        for kind in ("torch", *paths):
+            row[f"{kind}_b1_ms"] = b1[label, kind] * 1000
+            row[f"{kind}_b64_fps"] = 64 / b64[label, kind]
+        results.append(row)
+        print(row, flush=True)
     lines = [f"Machine: {machine()}; batch 1 on 1 thread (median of {args.runs} runs after 20 warm-up runs); "
-             f"batch 64 on {args.threads} threads.", "",
+             f"batch 64 on {args.threads} threads; the rows taking turns in {args.rounds} rounds.", "",
              "| model | params | ms/face b1: torch | ONNX Runtime | ORT int8 | faces/s b64: torch | ONNX Runtime "
              "| ORT int8 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in results:
         int8 = (f"{r['int8_b1_ms']:.2f}", f"{r['int8_b64_fps']:.0f}") if "int8_b1_ms" in r else ("", "")
         lines.append(f"| {r['model']} | {r['params']:,} | {r['torch_b1_ms']:.2f} | {r['onnx_b1_ms']:.2f} | {int8[0]} | "
                      f"{r['torch_b64_fps']:.0f} | {r['onnx_b64_fps']:.0f} | {int8[1]} |")
