@@ -370,6 +370,18 @@ class ThinDeep48Heatmap(CompactHeatmap):
         super().__init__(input_size, inner=(None, 48, 64))
 
 
+@register("lean_deep48_heatmap")
+class LeanDeep48Heatmap(CompactHeatmap):
+    """thin_deep48_heatmap (the session-18 default's network) with one residual block at 28x28 instead of
+    two, as lean_heatmap is to the compact model: the 28x28 level keeps its full width, where thin_all_heatmap
+    halved it and lost keypoints.  Untrained int8 network 0.84-0.86x the default's, as fast as thin_all
+    (session 19); made from the default by scripts/change_backbone.py (the dropped block's residual leaves
+    the identity, so the rest starts as it was trained)."""
+
+    def __init__(self, input_size: int = 112):
+        super().__init__(input_size, blocks=(1, 2, 2), inner=(None, 48, 64))
+
+
 @register("thin_all_heatmap")
 class ThinAllHeatmap(CompactHeatmap):
     """thin_deep48_heatmap (the session-18 default's network) with its 28x28 blocks half as wide inside too
