@@ -12,7 +12,7 @@ model's own input size.  Weights are random (speed does
 not depend on them).  The rows take turns (``--rounds``: each row runs
 ``--runs / --rounds`` times per turn), so a slow spell of a shared machine
 slows every row alike and the rows of one table compare; timed one model after
-another, the same network's time moved 1.4-2.1 ms between rows (session 18).
+another, the same network read 2.18 and 2.90 ms two rows apart (session 18).
 """
 from __future__ import annotations
 
