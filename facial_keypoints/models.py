@@ -384,6 +384,17 @@ class LeanDeep48Heatmap(CompactHeatmap):
         super().__init__(input_size, blocks=(1, 2, 2), inner=(None, 48, 64))
 
 
+@register("lean_coarse48_heatmap")
+class LeanCoarse48Heatmap(CompactHeatmap):
+    """thin_deep48_heatmap (the session-18 default's network) with one residual block at 14x14 and one at
+    7x7 instead of two each: the 28x28 level, where lean_deep48 and thin_all lost keypoints, stays whole.
+    Untrained int8 network 0.78-0.81x the default's (session 21, 6 alternating rounds; lean_deep48 0.79-0.88x
+    in the same run); made from the default by scripts/change_backbone.py (layer2.1 and layer3.1 dropped)."""
+
+    def __init__(self, input_size: int = 112):
+        super().__init__(input_size, blocks=(2, 1, 1), inner=(None, 48, 64))
+
+
 @register("thin_all_heatmap")
 class ThinAllHeatmap(CompactHeatmap):
     """thin_deep48_heatmap (the session-18 default's network) with its 28x28 blocks half as wide inside too
