@@ -389,7 +389,9 @@ class LeanCoarse48Heatmap(CompactHeatmap):
     """thin_deep48_heatmap (the session-18 default's network) with one residual block at 14x14 and one at
     7x7 instead of two each: the 28x28 level, where lean_deep48 and thin_all lost keypoints, stays whole.
     Untrained int8 network 0.78-0.81x the default's (session 21, 6 alternating rounds; lean_deep48 0.79-0.88x
-    in the same run); made from the default by scripts/change_backbone.py (layer2.1 and layer3.1 dropped)."""
+    in the same run); made from the default by scripts/change_backbone.py (layer2.1 and layer3.1 dropped).
+    Session 21's C1R, trained as lean_deep48's L1 (two CPU steps): validation nme_io 3.52 % int8 against
+    L1's 2.97 %: the coarse levels' second blocks matter far more than the 28x28 one (stage3/README.md)."""
 
     def __init__(self, input_size: int = 112):
         super().__init__(input_size, blocks=(2, 1, 1), inner=(None, 48, 64))
