@@ -11,8 +11,8 @@ and faces per second at batch 64 on all cores; 112-px crops, or the shipped
 model's own input size.  Weights are random (speed does
 not depend on them).  The rows take turns (``--rounds``: each row runs
 ``--runs / --rounds`` times per turn), so a slow spell of a shared machine
-slows every row alike and the rows of one table compare; timed one model after
-another, the same network read 2.18 and 2.90 ms two rows apart (session 18).
+slows every row alike and the rows of one table compare (timed one model after
+another, one network can read a third slower in one row than in another).
 """
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_table  # noqa: E402
 
-from facial_keypoints.export import OnnxModel, export_onnx  # noqa: E402
+from facial_keypoints.export import export_onnx  # noqa: E402
 from facial_keypoints.checkpoint import load_model  # noqa: E402
 from facial_keypoints.models import MODELS, count_parameters, create_model  # noqa: E402
-from facial_keypoints.quantize import int8_path  # noqa: E402
+from facial_keypoints.runtime import OnnxModel, find_onnx  # noqa: E402
 from facial_keypoints.weights import WEIGHTS_DIR  # noqa: E402
 
 
@@ -76,8 +76,8 @@ def main(argv=None) -> int:
             size = payload["config"]["input_size"]
             label = f"shipped {checkpoint.name} ({payload['config']['model_kwargs'].get('backbone', '')}, {size} px)"
             paths = {"onnx": export_onnx(model, Path(tmp) / f"{checkpoint.stem}.onnx", size)}
-            if int8_path(checkpoint).is_file():
-                paths["int8"] = int8_path(checkpoint)
+            if find_onnx(checkpoint, "onnx-int8"):
+                paths["int8"] = find_onnx(checkpoint, "onnx-int8")
             rows[label] = (model, paths, size)
         for _, _, size in rows.values():
             one.setdefault(size, torch.randn(1, 1, size, size))

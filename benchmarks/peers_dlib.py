@@ -12,7 +12,7 @@ per face on one thread, the photo already decoded to grayscale: dlib's call
 samples its own pixels; ours counts the crop, the normalisation, the network and
 mapping the points back (``inference.KeypointRunner``, the path whole-photo predict uses).
 The table gives each system's median and mean time per face, and its ratio to dlib's of
-both (a referee, asked on a few faces, shows in the mean).  Each system first runs once over all test faces untimed (its points are scored; a
+both.  Each system first runs once over all test faces untimed (its points are scored; a
 warm-up), then over them in turn, each face once, as a program calling it face after
 face would (not one face repeated, which flatters both).  ``--rounds N``
 repeats the timing N times, each round with its own time / dlib's (printed as it comes):
@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_table  # noqa: E402
 
 from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
-from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import adjust_boxes  # noqa: E402
 from facial_keypoints.geometry import iou  # noqa: E402
 from facial_keypoints.images import load_gray  # noqa: E402
@@ -46,7 +45,7 @@ from facial_keypoints.inference import KeypointRunner  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402
 from facial_keypoints.lists import resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import point_errors  # noqa: E402
-from facial_keypoints.quantize import int8_path  # noqa: E402
+from facial_keypoints.runtime import find_onnx, load  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test-list", type=Path, default=REPO / "stage3" / "test.txt")
     parser.add_argument("--train-list", type=Path, default=REPO / "stage3" / "train.txt")
     parser.add_argument("--checkpoints", nargs="+", type=Path,
-                        default=[DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT.with_name("fast.pt")])
+                        default=[DEFAULT_CHECKPOINT])
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the faces per system")
     parser.add_argument("--chunk", type=int, default=40, help="faces one system runs before the next takes over")
     parser.add_argument("--rounds", type=int, default=1,
@@ -121,9 +120,9 @@ def main(argv=None) -> int:
 
     systems = {}
     for path in args.checkpoints:
-        backends = (["onnx-int8"] if int8_path(path).is_file() else []) + ["onnx", "torch"]
+        backends = [b for b in ("onnx-int8", "onnx") if find_onnx(path, b)] + ["torch"]
         for backend in backends:
-            model, payload = load_backend(path, backend, threads=1)
+            model, payload, _ = load(path, backend, threads=1)
             systems[f"ours: {path.name} ({backend})"] = ("ours", KeypointRunner(model, payload["config"]))
     systems["dlib 68 (labelled box)"] = ("dlib", None)
     systems["dlib 68 (box in dlib's convention)"] = ("dlib_adjusted", None)
@@ -133,7 +132,7 @@ def main(argv=None) -> int:
         gray = np.asarray(load_gray(root / photo)[0])
         faces += [(gray, record) for record in records]
     truth = [record.absolute_keypoints()[OURS] for _, record in faces]
-    preds, rounds, means = defaultdict(list), [], []  # means: what a referee (asked on few faces) costs shows there
+    preds, rounds, means = defaultdict(list), [], []
     # Systems take turns over short runs of faces (--chunk), so a slow spell of this shared machine
     # (dlib's time alone moved between 0.8 and 1.8 ms per face from one run to the next) hits all of them.
     chunks = [faces[i:i + args.chunk] for i in range(0, len(faces), args.chunk)]
@@ -145,8 +144,8 @@ def main(argv=None) -> int:
         shape = predictor(gray, dlib.rectangle(*(int(round(v)) for v in box)))
         return dlib_to_ours(np.array([[p.x, p.y] for p in shape.parts()], float))
 
-    # One untimed pass first: dlib's first pass over its 99 MB model ran 1.5x slower than the later ones
-    # (session 7: 1.36 ms per face in round 1, 0.81-1.07 after), which flattered the first round's ratio.
+    # One untimed pass first: dlib's first pass over its 99 MB model runs about 1.5x slower than the
+    # later ones, which would flatter the first round's ratio.
     for name, (kind, runner) in systems.items():
         preds[name] = [locate(kind, runner, gray, record) for gray, record in faces]
     for round_number in range(args.rounds):

@@ -32,13 +32,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_table  # noqa: E402
 
-from facial_keypoints.export import load_backend  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import blank_faces, resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import keypoint_metrics  # noqa: E402
 from facial_keypoints.photos import PhotoPredictor, face_threshold_of, open_photo  # noqa: E402
+from facial_keypoints.runtime import load  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,9 +130,9 @@ def main(argv=None) -> int:
     labels_by_photo, blank_by_photo = defaultdict(list), defaultdict(list)
     for face in labels:
         (blank_by_photo if id(face) in blank else labels_by_photo)[face.image].append(face)
-    model, payload = load_backend(args.checkpoint, args.backend, threads=args.threads)
+    model, payload, backend = load(args.checkpoint, args.backend, threads=args.threads)
 
-    lines = [f"Machine: {machine()}; {args.threads} threads; network backend {args.backend}; "
+    lines = [f"Machine: {machine()}; {args.threads} threads; network backend {backend}; "
              f"checkpoint {args.checkpoint.name} (face threshold {face_threshold_of(payload['config']):.2f}); "
              f"{'one network pass' if args.no_refine else 'second pass on the keypoints box'}; "
              f"{len(photos)} test photos of {args.test_list.name}.", "",

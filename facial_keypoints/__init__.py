@@ -1,7 +1,23 @@
-"""Facial keypoint detection: 21 points on face crops, in three stages.
+"""Facial keypoint detection: 21 points per face, on face crops and on whole photos.
 
-The stage scripts (stage1/, stage2/, stage3/) are thin command lines over this
-package; ``python -m facial_keypoints`` holds the commands that work on any
-checkpoint (evaluate, ...).
+    from facial_keypoints import FaceLandmarker
+    faces = FaceLandmarker().detect("photo.jpg")
+
+Importing the package is light: torch and the model load with the first ``FaceLandmarker``.
+The stage scripts (stage1/, stage2/, stage3/) train and test models with the same package.
 """
-__version__ = "0.1.0"
+from .keypoints import FLIP_INDEX, NUM_POINTS, POINT_NAMES
+
+__version__ = "1.0.0"
+__all__ = ["FaceLandmarker", "Face", "FLIP_INDEX", "NUM_POINTS", "POINT_NAMES", "__version__"]
+
+
+def __getattr__(name):
+    # The API's classes import numpy, PIL and (when a model loads) torch: only when asked for.
+    if name == "FaceLandmarker":
+        from .api import FaceLandmarker
+        return FaceLandmarker
+    if name == "Face":
+        from .photos import Face
+        return Face
+    raise AttributeError(f"module 'facial_keypoints' has no attribute {name!r}")

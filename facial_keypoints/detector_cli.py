@@ -23,7 +23,6 @@ from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
 from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
-from .export import BACKENDS, load_backend, resolve_backend
 from .labels import read_list
 from .lists import resolve_data_root, split_by_photo
 from .losses import KeypointLoss, trained_keypoints
@@ -31,7 +30,7 @@ from .metrics import json_summary, summary_table
 from .models import MODELS, count_parameters, create_model, freeze, init_output
 from .photos import face_threshold_of
 from .plots import draw_points, grid, plot_ced, plot_loss_curves
-from .referee import unpaired
+from .runtime import BACKENDS, load as load_runtime
 from .transforms import eval_transform
 from .weight_average import WeightAverage
 
@@ -41,42 +40,49 @@ log = logging.getLogger("facial_keypoints")
 def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=f"{stage_dir.name} facial keypoint detector",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--phase", choices=("train", "test", "finetune", "predict", "pack"), default="train")
-    p.add_argument("--data-root", default=None, help="data root (default: $FKD_DATA_ROOT or data/)")
-    p.add_argument("--train-list", type=Path, default=stage_dir / "train.txt")
-    p.add_argument("--test-list", type=Path, default=stage_dir / "test.txt")
-    p.add_argument("--arch", choices=sorted(MODELS), default=defaults.get("arch", "stage1"))
+    p.add_argument("--phase", choices=("train", "test", "finetune", "predict", "pack"), default="train",
+                   help="train a model, test it on the test list, finetune a checkpoint, draw its predictions, "
+                        "or pack the training crops into one file")
+    p.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    p.add_argument("--train-list", type=Path, default=stage_dir / "train.txt", help="training list (gen_train_test.py)")
+    p.add_argument("--test-list", type=Path, default=stage_dir / "test.txt", help="test list (gen_train_test.py)")
+    p.add_argument("--arch", choices=sorted(MODELS), default=defaults.get("arch", "stage1"), help="the network")
     p.add_argument("--input-size", type=int, default=None,
-                   help="crop side in pixels (train: default 112; finetune: default the checkpoint's, and a "
-                        "different size carries the convolutional weights over to it)")
-    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64))
-    p.add_argument("--test-batch-size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 40))
+                   help="crop side in pixels (None: 112 for train, the checkpoint's for finetune; a different "
+                        "size carries the convolutional weights over to it)")
+    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64), help="training batch size")
+    p.add_argument("--test-batch-size", type=int, default=256, help="batch size of validation and test")
+    p.add_argument("--epochs", type=int, default=defaults.get("epochs", 40), help="training epochs")
     p.add_argument("--lr", type=float, default=None,
-                   help=f"learning rate (train: {defaults.get('lr', 1e-3)}; finetune: a tenth of the checkpoint's)")
-    p.add_argument("--momentum", type=float, default=0.9)
+                   help=f"learning rate (None: {defaults.get('lr', 1e-3)} for train, a tenth of the checkpoint's "
+                        "for finetune)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--clip-grad", type=float, default=defaults.get("clip_grad", 10.0),
                    help="clip the gradient norm to this (0: off); keeps SGD on pixel-scale targets stable")
-    p.add_argument("--weight-decay", type=float, default=defaults.get("weight_decay", 0.0))
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=defaults.get("optimizer", "sgd"))
-    p.add_argument("--loss", choices=("mse", "smoothl1", "wing"), default=defaults.get("loss", "mse"))
+    p.add_argument("--weight-decay", type=float, default=defaults.get("weight_decay", 0.0), help="weight decay")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=defaults.get("optimizer", "sgd"),
+                   help="optimizer")
+    p.add_argument("--loss", choices=("mse", "smoothl1", "wing"), default=defaults.get("loss", "mse"),
+                   help="keypoint loss, on the crop frame's pixel coordinates")
     p.add_argument("--no-cuda", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--seed", type=int, default=1,
                    help="initialisation, shuffling and augmentation; also the validation split unless --split-seed")
     p.add_argument("--split-seed", type=int, default=None,
-                   help="the validation split's seed (default: --seed), so a second training draw of a recipe "
+                   help="the validation split's seed (None: --seed), so a second training draw of a recipe "
                         "(another --seed) keeps the photos every other candidate was validated on")
     p.add_argument("--log-interval", type=int, default=20, help="batches between log lines")
     p.add_argument("--save-model", action=argparse.BooleanOptionalAction, default=True,
                    help="write last.pt/best.pt checkpoints")
-    p.add_argument("--save-directory", type=Path, default=stage_dir / "trained_models")
+    p.add_argument("--save-directory", type=Path, default=stage_dir / "trained_models",
+                   help="where checkpoints, the log and the loss curve go")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training photos held apart for validation (never the test list)")
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="test/predict/finetune: checkpoint to load (default SAVE_DIRECTORY/best.pt)")
+                   help="test/predict/finetune: checkpoint to load (None: SAVE_DIRECTORY/best.pt)")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="test: run CHECKPOINT with ONNX Runtime (onnx) or its int8 model (onnx-int8, what "
-                        "predict ships), on the CPU")
+                   help="test: run CHECKPOINT with torch, or on the CPU with its ONNX model (onnx, made by "
+                        "facial-keypoints export) or its int8 model (onnx-int8, made by quantize); auto: the "
+                        "int8 model where there is one, else the ONNX model, else torch")
     p.add_argument("--freeze", nargs="*", default=[], metavar="NAME",
                    help="finetune: layer names (or prefixes) to freeze, e.g. conv1_1 features")
     p.add_argument("--resume", action="store_true", help="train: continue from SAVE_DIRECTORY/last.pt")
@@ -84,8 +90,9 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
                    help="train/finetune: validate, checkpoint and ship an exponential moving average of the "
                         "weights (e.g. 0.999: about the last 1,000 steps; 0: off)")
     p.add_argument("--workers", type=int, default=defaults.get("workers", 0), help="DataLoader workers")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="crop cache (default $FKD_CACHE_DIR or ~/.cache)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: all cores)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="crop cache (None: $FKD_CACHE_DIR, else ~/.cache/facial_keypoints)")
     p.add_argument("--crops", type=Path, default=None,
                    help="train/finetune: take the training list's crops from this pack (written by --phase pack) "
                         "instead of the photos, e.g. to train on a machine without the data")
@@ -99,9 +106,9 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
                         "change of 0.7 grey levels) instead of losslessly")
     p.add_argument("--extra-crops", type=Path, default=None,
                    help="with --crops: the --extra-list's pack (--phase pack --train-list EXTRA --crops FILE)")
-    p.add_argument("--predict-dir", type=Path, default=stage_dir / "predictions")
+    p.add_argument("--predict-dir", type=Path, default=stage_dir / "predictions", help="predict: where drawings go")
     p.add_argument("--num-predict", type=int, default=16, help="predict: faces to draw")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -378,19 +385,17 @@ class Detector:
         return self.args.checkpoint or self.args.save_directory / "best.pt"
 
     def load(self):
-        """The checkpoint's torch model for test/predict (with its referee, where its config names one)."""
+        """The checkpoint's torch model for test/predict."""
         path = self.checkpoint_path()
-        model, payload = load_backend(path, "torch")
+        model, payload = load_model(path)
         return model.to(self.device), payload, path
 
     def phase_test(self):
         path = self.checkpoint_path()
-        # a missing checkpoint takes the torch path, whose loader names it
-        backend = resolve_backend(path, self.args.backend) if Path(path).is_file() else "torch"
+        model, payload, backend = load_runtime(path, self.args.backend)
         if backend == "torch":
-            model, payload, path = self.load()
+            model = model.to(self.device)
         else:  # ONNX Runtime runs on the CPU; the crops and metrics are the same code
-            model, payload = load_backend(path, backend)
             self.device = torch.device("cpu")
         records = read_list(self.args.test_list)
         attach_face_boxes(records, self.root)
@@ -405,11 +410,6 @@ class Detector:
             is_face = [r.is_face for r in records]
             extra["classifier"] = dict(classification_metrics(is_face, result["face_prob"], threshold),
                                        threshold=threshold)
-            if threshold != 0.5:  # also at the argmax cut, for comparison with uncalibrated models
-                extra["classifier_at_0.5"] = classification_metrics(is_face, result["face_prob"])
-            # the single pass, without the mirrored second look at unsure crops (face_decision)
-            extra["classifier_single_pass"] = classification_metrics(is_face, result["face_prob_plain"], threshold)
-            extra["classifier"]["mirrored"] = int((result["face_prob"] != result["face_prob_plain"]).sum())
         out = self.args.save_directory
         out.mkdir(parents=True, exist_ok=True)
         label = f"{payload['config']['arch']} ({self.stage_dir.name}{'' if backend == 'torch' else ', ' + backend})"
@@ -420,15 +420,7 @@ class Detector:
             c = extra["classifier"]
             print(f"face/non-face on {c['samples']} crops at face probability >= {c['threshold']:.2f}: "
                   f"accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
-                  f"non-face recall {c['non_face_recall']:.2f}% (keypoint metrics above: faces only; "
-                  f"{c['mirrored']} unsure crops also seen mirrored)")
-            c = extra["classifier_single_pass"]
-            print(f"  single pass: accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
-                  f"non-face recall {c['non_face_recall']:.2f}%")
-            if "classifier_at_0.5" in extra:
-                c = extra["classifier_at_0.5"]
-                print(f"  at 0.5: accuracy {c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, "
-                      f"non-face recall {c['non_face_recall']:.2f}%")
+                  f"non-face recall {c['non_face_recall']:.2f}% (keypoint metrics above: faces only)")
         print(f"mean loss (112-px frame): {result['loss']:.4f}")
         print(f"cumulative error curve: {out / 'test_ced.png'}")
         print(json.dumps(json_summary(metrics, loss=result["loss"], checkpoint=str(path), **extra)))
@@ -436,13 +428,9 @@ class Detector:
 
     def phase_finetune(self):
         path = self.checkpoint_path()
-        model, payload = load_model(path)  # the network alone: a referee (below) is never trained
+        model, payload = load_model(path)
         model.to(self.device)
-        config = unpaired(payload["config"])
-        if "referee" in payload["config"]:
-            log.info("%s names the referee %s: finetuning its own network only; the result decides alone "
-                     "until scripts/attach_referee.py gives it one again", path,
-                     payload["config"]["referee"]["checkpoint"])
+        config = payload["config"]
         if self.args.input_size and self.args.input_size != config["input_size"]:
             model = resize_input(model, config, self.args.input_size, path).to(self.device)
             config = dict(config, input_size=self.args.input_size)

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .face_decision import softmax_face_probability, with_mirror_opinion
 from .keypoints import NUM_POINTS
 
 
@@ -23,6 +22,12 @@ class NonFiniteLossError(RuntimeError):
 def make_loader(dataset, batch_size: int, *, shuffle: bool, workers: int = 0, generator=None) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       generator=generator, persistent_workers=False, drop_last=False)
+
+
+def softmax_face_probability(logits) -> np.ndarray:
+    """(N, 2) face/non-face logits -> (N,) probability of "face" (a stable two-class softmax)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
 
 
 def model_outputs(model, images):
@@ -73,18 +78,16 @@ def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch: int, *, lo
 
 
 @torch.no_grad()
-def run_inference(model, loader, device, loss_fn=None, mirror_band=None, extra_losses=None) -> dict:
+def run_inference(model, loader, device, loss_fn=None, extra_losses=None) -> dict:
     """Predict every sample of ``loader`` in order.
 
     Returns frame-pixel predictions (N, 21, 2), the targets, face masks,
     face probabilities (two-headed models) and, with ``loss_fn``, the mean loss
-    over samples.  With ``mirror_band`` (face_decision.UNSURE) the unsure crops'
-    face probability also hears their mirror image (``face_prob``; the plain
-    pass's is kept as ``face_prob_plain``); the loss is always the plain pass's.
+    over samples.
     ``extra_losses`` ({name: loss function}) adds each one's mean as ``NAME_loss`` (with ``loss_fn``).
     """
     model.eval()
-    preds, targets, faces, probs, plain_probs, indices = [], [], [], [], [], []
+    preds, targets, faces, probs, indices = [], [], [], [], []
     total, count = 0.0, 0
     extra_losses = dict(extra_losses or {})
     extra_totals = dict.fromkeys(extra_losses, 0.0)
@@ -102,21 +105,13 @@ def run_inference(model, loader, device, loss_fn=None, mirror_band=None, extra_l
         faces.append(batch["face"].numpy())
         indices.append(np.asarray(batch["index"]))
         if logits is not None:
-            def mirrored(rows, images=images):  # the face logits of those rows' left-right mirror images
-                flipped = torch.flip(images[torch.as_tensor(rows, device=images.device)], dims=[3])
-                return model_outputs(model, flipped)[1].float().cpu().numpy()
-
-            plain = logits.float().cpu().numpy()
-            plain_probs.append(softmax_face_probability(plain))
-            combined = plain if mirror_band is None else with_mirror_opinion(plain, mirrored, mirror_band)
-            probs.append(softmax_face_probability(combined))
+            probs.append(softmax_face_probability(logits.float().cpu().numpy()))
     result = {
         "pred": np.concatenate(preds).reshape(-1, NUM_POINTS, 2),
         "target": np.concatenate(targets).reshape(-1, NUM_POINTS, 2),
         "face": np.concatenate(faces),
         "index": np.concatenate(indices),
         "face_prob": np.concatenate(probs) if probs else None,
-        "face_prob_plain": np.concatenate(plain_probs) if plain_probs else None,
     }
     if loss_fn is not None:
         result["loss"] = total / max(count, 1)

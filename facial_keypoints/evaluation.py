@@ -11,7 +11,6 @@ import numpy as np
 
 from .dataset import FaceCrops
 from .engine import make_loader, run_inference
-from .face_decision import UNSURE
 from .geometry import frame_to_image
 from .labels import ParseStats, read_labels
 from .lists import face_records
@@ -56,17 +55,12 @@ def attach_face_boxes(records, data_root) -> int:
 
 
 def predict_records(model, config: dict, records, data_root, device, *, batch_size: int = 256,
-                    cache_dir=None, loss_fn=None, workers: int = 2, progress: bool = True,
-                    mirror_band=UNSURE) -> dict:
-    """Run the model on the records' crops; adds predictions in original-image pixels.
-
-    The face probability is the deployed decision (unsure crops also heard
-    mirrored, face_decision); ``face_prob_plain`` is the single pass's.
-    """
+                    cache_dir=None, loss_fn=None, workers: int = 2, progress: bool = True) -> dict:
+    """Run the model on the records' crops; adds predictions in original-image pixels."""
     dataset = FaceCrops(records, data_root, size=config["input_size"],
                         transform=eval_transform(config.get("normalize", True)),
                         cache_dir=cache_dir, workers=workers, progress=progress)
-    result = run_inference(model, make_loader(dataset, batch_size, shuffle=False), device, loss_fn, mirror_band)
+    result = run_inference(model, make_loader(dataset, batch_size, shuffle=False), device, loss_fn)
     boxes = np.stack([r.box for r in records])
     result["pred_image"] = frame_to_image(result["pred"], boxes, config["input_size"])
     result["crops"] = dataset.crops

@@ -7,7 +7,7 @@ looks like the crops the model was trained on:
 - ``mtcnn`` (default): facenet-pytorch's MTCNN, its three small nets' weights in
   the wheel.  Its boxes are taller than ours and sit higher (they include the
   forehead); ``MTCNN_TO_LABEL`` maps them, fitted on 494 training photos
-  (median ratios over 1,052 matched faces; see stage3/README.md).
+  (median ratios over 1,052 matched faces).
 - ``haar``: OpenCV's bundled frontal-face Haar cascade, for comparison; it finds
   far fewer of this data set's faces (many are turned or tilted).
 

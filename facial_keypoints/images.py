@@ -67,9 +67,8 @@ def crop_warped(gray: np.ndarray, box, size: int) -> np.ndarray:
     while the box is at least twice the crop size the region is halved by area
     averaging, and one bilinear warp does the rest (a reduction below 2).  Same
     geometry as ``crop_resized`` (pixel i spans [i, i+1)); outside the photo is
-    black.  Halving is OpenCV's fast area path: on the test faces 3-5x the crop
-    size, one 3x, 4x or 5x area step took 87-143 us per crop, halvings 50-72 us
-    (benchmarks/crop_speed.py, stage3/README.md).
+    black.  Halving is OpenCV's fast area path, quicker than one 3x, 4x or 5x area
+    step (benchmarks/crop_speed.py times the crops).
     """
     x0, y0, x1, y1 = (float(v) for v in box)
     ratio = min(x1 - x0, y1 - y0) / size

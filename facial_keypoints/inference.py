@@ -1,19 +1,16 @@
-"""Keypoints for boxes in a grayscale photo: cut, standardise, run the network, map back.
+"""Keypoints for boxes in a grayscale photo: cut, standardise, run the network once, map back.
 
-One path that whole-photo predict and the speed benchmarks share.  At batch 1 a
-face costs about 0.35 ms of network on one CPU thread, so what happens around
-the network counts: the crop comes from the photo's uint8 array with OpenCV
-(``images.crop_warped``: area reduction, then an affine warp; 2-3x faster than
-PIL's antialiased resize and as accurate, stage3/README.md), the batch is built
+One path that whole-photo predict, the Python API and the speed benchmarks share.  At
+batch 1 a face costs well under a millisecond of network on one CPU thread, so what
+happens around the network counts: the crop comes from the photo's uint8 array with
+OpenCV (``images.crop_warped``: area reduction, then an affine warp), the batch is built
 in NumPy, and an ONNX model gets NumPy arrays without a round trip through torch.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .engine import model_outputs
-from .face_decision import UNSURE, softmax_face_probability, with_mirror_opinion
+from .engine import model_outputs, softmax_face_probability
 from .geometry import frame_to_image
 from .images import crop_warped
 from .keypoints import POINT_NAMES
@@ -23,16 +20,13 @@ from .transforms import crops_to_array
 class KeypointRunner:
     """``runner(gray, crop_boxes)`` -> (points (N, 21, 2) in photo pixels, face probability (N,) or None).
 
-    ``model`` is a torch module or an ``export.OnnxModel``; ``config`` the
+    ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
     checkpoint's (input size, normalisation).  ``crop_boxes`` are the expanded
     boxes the network sees, in the pixels of ``gray`` ((H, W) uint8 array).
-    ``mirror_band``: face probabilities inside it also hear the mirrored crop
-    (face_decision; None: the plain pass only).
     """
 
-    def __init__(self, model, config: dict, mirror_band=UNSURE):
+    def __init__(self, model, config: dict):
         self.model, self.size = model, int(config["input_size"])
-        self.mirror_band = mirror_band
         self.normalize = bool(config.get("normalize", True))
         self.run_arrays = getattr(model, "run_arrays", None)  # ONNX: NumPy in, NumPy out
 
@@ -42,16 +36,10 @@ class KeypointRunner:
 
     def network(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, 42) keypoints in the crop frame and (N, 2) logits (None for keypoint-only models)."""
-        keypoints, logits = self._forward(batch)
-        if logits is not None and self.mirror_band is not None:
-            logits = with_mirror_opinion(
-                logits, lambda rows: self._forward(np.ascontiguousarray(batch[rows][..., ::-1]))[1], self.mirror_band)
-        return keypoints, logits
-
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if self.run_arrays is not None:
             outputs = self.run_arrays(batch)
             return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        import torch
         with torch.no_grad():
             keypoints, logits = model_outputs(self.model, torch.from_numpy(batch))
         return keypoints.float().numpy(), (None if logits is None else logits.float().numpy())

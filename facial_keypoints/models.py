@@ -265,177 +265,36 @@ class CompactHeatmap(KeypointNet):
     """The compact trunk with a heatmap head: a small FPN back up to 28x28, 21 maps, soft-argmax decoding."""
 
     def __init__(self, input_size: int = 112, width: int = 32, blocks: tuple[int, int, int] = (2, 2, 2),
-                 stem: int = 24, top: str = "smooth", fine_width: int | None = None,
+                 stem: int = 24, fine_width: int | None = None,
                  inner: tuple[int | None, int | None, int | None] = (None, None, None)):
-        """``top``: what makes the 21 maps — "smooth" (a 3x3 conv on the 28x28 level), "plain"
-        (the 28x28 level as it is, one 3x3 conv fewer) or "coarse" (the 14x14 level: no 28x28 head)."""
         super().__init__()
-        if top not in ("smooth", "plain", "coarse"):
-            raise ValueError(f"top must be smooth, plain or coarse, not {top!r}")
-        self.input_size, self.top = input_size, top
+        self.input_size = input_size
         self.embedding_dim = 4 * width
         fine = fine_width or width
         self.trunk = CompactTrunk(width, blocks, stem, fine, inner)
         self.lateral2 = nn.Conv2d(2 * width, 2 * width, 1)
         self.reduce3 = nn.Conv2d(4 * width, 2 * width, 1)
         self.smooth2 = conv_bn(2 * width, fine)
-        if top != "coarse":
-            self.lateral1 = nn.Conv2d(fine, fine, 1)
-        if top == "smooth":
-            self.smooth1 = conv_bn(fine, fine)
+        self.lateral1 = nn.Conv2d(fine, fine, 1)
+        self.smooth1 = conv_bn(fine, fine)
         self.heatmaps = nn.Conv2d(fine, NUM_POINTS, 1)
 
     def forward_with_embedding(self, x):
         c1, c2, c3 = self.trunk(x)
         top = self.smooth2(self.lateral2(c2) + upsample_to(self.reduce3(c3), c2))
-        if self.top != "coarse":
-            top = self.lateral1(c1) + upsample_to(top, c1)
-        if self.top == "smooth":
-            top = self.smooth1(top)
+        top = self.smooth1(self.lateral1(c1) + upsample_to(top, c1))
         return soft_argmax(self.heatmaps(top), self.input_size), c3.mean(dim=(2, 3))
-
-
-@register("fast_heatmap")
-class FastHeatmap(CompactHeatmap):
-    """The heatmap model at half width with one block per level: a quarter of the
-    arithmetic (14 vs 100 MMAC) for the batch-1 CPU budget of the shipped model."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, width=16, blocks=(1, 1, 1), stem=8)
-
-
-@register("mid_heatmap")
-class MidHeatmap(CompactHeatmap):
-    """Between fast and compact: width 24, one block per level (43 MMAC); int8 about 0.25 ms per face."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, width=24, blocks=(1, 1, 1), stem=16)
-
-
-@register("lean_heatmap")
-class LeanHeatmap(CompactHeatmap):
-    """The compact heatmap model with one residual block at 28x28 instead of two (93 vs 100 MMAC, and the
-    largest maps' convolutions cost the most per MAC at batch 1); made from a trained compact model by
-    scripts/change_backbone.py and finetuned, not trained from scratch."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, blocks=(1, 2, 2))
-
-
-@register("slim_heatmap")
-class SlimHeatmap(CompactHeatmap):
-    """The compact heatmap model with 16 instead of 32 channels at 28x28 only (the stem's output, the
-    first level, and the head's 28x28 maps): int8 about 0.27 ms of network per face against 0.35, for
-    dlib's half time.  The 14x14 and 7x7 levels and the face/non-face head's input keep the compact
-    model's shapes; made from a trained compact model by scripts/change_backbone.py --narrow (a pruned
-    copy) and distilled.  Session 9's: keypoints 0.13 pt of nme_io behind the default's (stage3/README.md)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, fine_width=16)
-
-
-@register("thin_heatmap")
-class ThinHeatmap(CompactHeatmap):
-    """The compact heatmap model with its residual blocks half as wide inside at 28x28 and 14x14 (16 and
-    32 channels between each block's two convolutions; every block's input, output and skip unchanged):
-    int8 about 0.30 ms of network per face against 0.35, for dlib's half time.  Made from a trained
-    compact model by scripts/change_backbone.py --narrow (each block keeps its own strongest channels)
-    and distilled from it.  Session 12's: keypoints 0.25 pt of nme_io behind after 40 CPU epochs
-    with only the pruned levels trainable (stage3/README.md)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, inner=(16, 32, None))
-
-
-@register("thin_deep_heatmap")
-class ThinDeepHeatmap(CompactHeatmap):
-    """The compact heatmap model with half-wide block insides at 14x14 and 7x7 (32 and 64 channels): its
-    28x28 level, where the keypoints' precision is, stays the compact model's exactly.  Int8 about 0.30 ms of
-    network against 0.35, like thin_heatmap.  Session 12's, distilled 85 epochs on the CPU with the default's
-    classifier frozen: classifier better than the default's on validation photos, keypoints 0.04 pt of
-    nme_io behind (stage3/README.md)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, inner=(None, 32, 64))
 
 
 @register("thin_deep48_heatmap")
 class ThinDeep48Heatmap(CompactHeatmap):
-    """thin_deep_heatmap pruned less at 14x14 (48 channels inside each block there, 64 at 7x7): int8 about
-    307 us of network against thin_deep's 295 and the compact model's 346.  Session 13's, distilled 85
-    epochs on the CPU: passed the validation rule (keypoints and classifier), kept the test keypoints and
-    face recall, lost one test non-face crop, so not shipped (stage3/README.md)."""
+    """The shipped model's network: the compact heatmap model with fewer channels inside its residual blocks at
+    14x14 (48 of 64) and 7x7 (64 of 128), where the 28x28 level that places the keypoints keeps them all.
+    Made from a trained compact model by recipes/change_backbone.py --narrow and distilled from it
+    (recipes/README.md)."""
 
     def __init__(self, input_size: int = 112):
         super().__init__(input_size, inner=(None, 48, 64))
-
-
-@register("lean_deep48_heatmap")
-class LeanDeep48Heatmap(CompactHeatmap):
-    """thin_deep48_heatmap (the session-18 default's network) with one residual block at 28x28 instead of
-    two, as lean_heatmap is to the compact model: the 28x28 level keeps its full width, where thin_all_heatmap
-    halved it and lost keypoints.  Untrained int8 network 0.84-0.86x the default's, as fast as thin_all
-    (session 19); made from the default by scripts/change_backbone.py (the dropped block's residual leaves
-    the identity, so the rest starts as it was trained).  Session 19's L1R (24 CPU epochs in two steps):
-    keypoints 0.09 pt of validation nme_io short; session 20's 45 + 24 more GPU epochs (two teachers, and
-    a soup of two finetunes) reached 2.925-2.967 % int8 against the 2.906 % limit (stage3/README.md)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, blocks=(1, 2, 2), inner=(None, 48, 64))
-
-
-@register("lean_coarse48_heatmap")
-class LeanCoarse48Heatmap(CompactHeatmap):
-    """thin_deep48_heatmap (the session-18 default's network) with one residual block at 14x14 and one at
-    7x7 instead of two each: the 28x28 level, where lean_deep48 and thin_all lost keypoints, stays whole.
-    Untrained int8 network 0.78-0.81x the default's (session 21, 6 alternating rounds; lean_deep48 0.79-0.88x
-    in the same run); made from the default by scripts/change_backbone.py (layer2.1 and layer3.1 dropped).
-    Session 21's C1R, trained as lean_deep48's L1 (two CPU steps): validation nme_io 3.52 % int8 against
-    L1's 2.97 %: the coarse levels' second blocks matter far more than the 28x28 one (stage3/README.md)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, blocks=(2, 1, 1), inner=(None, 48, 64))
-
-
-@register("thin_all_heatmap")
-class ThinAllHeatmap(CompactHeatmap):
-    """thin_deep48_heatmap (the session-18 default's network) with its 28x28 blocks half as wide inside too
-    (16, 48 and 64 channels inside the blocks at 28x28, 14x14 and 7x7): the 28x28 level's convolutions are
-    the largest share of the int8 network's time, so this is the next step for dlib's half time, made from
-    the default by scripts/change_backbone.py --narrow.  Session 18's T1R (25 CPU epochs, the shipped
-    referee): 0.84x the default's time per face, 0.40-0.47x dlib's, keypoints 0.05 pt of validation nme_io
-    short; session 19's two-step finetune (the thinned blocks rebuilt first) reached the same validation loss,
-    so the 16-channel blocks lack the capacity (stage3/README.md, tried table)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, inner=(16, 48, 64))
-
-
-@register("plain_top_heatmap")
-class PlainTopHeatmap(CompactHeatmap):
-    """The compact heatmap model without the 3x3 conv on its 28x28 maps (int8 about 0.33 ms per face
-    against 0.36): the trunk and the face/non-face head are the compact model's, so a trained one's
-    classifier carries over unchanged (scripts/change_backbone.py, then a finetune of the head)."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, top="plain")
-
-
-@register("coarse_heatmap")
-class CoarseHeatmap(CompactHeatmap):
-    """The compact heatmap model with 14x14 maps (no 28x28 head; int8 about 0.31 ms per face); the same
-    trunk and face/non-face head as the compact model, like plain_top_heatmap."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, top="coarse")
-
-
-@register("tiny_heatmap")
-class TinyHeatmap(CompactHeatmap):
-    """Fast_heatmap without the block at 28x28 (10 MMAC): the fastest heatmap variant."""
-
-    def __init__(self, input_size: int = 112):
-        super().__init__(input_size, width=16, blocks=(0, 1, 1), stem=8)
 
 
 @register("face_keypoints")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_output
 from .geometry import BoxError, box_from_keypoints, expand_box
 from .images import ImageError
 from .inference import KeypointRunner
@@ -33,18 +34,22 @@ def find_photos(paths) -> list[Path]:
     return found
 
 
+def as_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels of any PIL image: alpha laid on white, 16-bit grayscale to its top 8 bits."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
 def open_photo(path) -> Image.Image:
-    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, alpha laid on white."""
+    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, then ``as_rgb``."""
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: keep the top 8 bits
-                image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
-            return image.convert("RGB")
+            return as_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise ImageError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -64,17 +69,19 @@ def detect_faces(detector, image: Image.Image, max_side: int = 1280):
 
 @dataclass
 class Face:
-    box: np.ndarray          # (4,) the face box (label convention), original pixels
+    """One face in a photo; every coordinate is in the photo's own pixels."""
+
+    box: np.ndarray          # (4,) float: x1 y1 x2 y2, the face box (the labels' convention)
+    score: float             # the network's face probability (the detector's score for keypoint-only models)
+    keypoints: np.ndarray    # (21, 2) float32, in the order of keypoints.POINT_NAMES
+    detector_score: float    # the face detector's own confidence in the candidate
     crop_box: np.ndarray     # (4,) the expanded box the network saw
-    detector_score: float
-    face_score: float        # the classifier's face probability (the detector's score for 1-head models)
-    keypoints: np.ndarray    # (21, 2) original pixels
-    is_face: bool
+    is_face: bool = True     # score >= the face threshold (False: a rejected candidate)
 
     def as_json(self) -> dict:
         return {"box": [round(float(v), 1) for v in self.box],
+                "score": round(self.score, 4),
                 "detector_score": round(self.detector_score, 4),
-                "face_score": round(self.face_score, 4),
                 "keypoints": {name: [round(float(x), 1), round(float(y), 1)]
                               for name, (x, y) in zip(POINT_NAMES, self.keypoints)}}
 
@@ -99,15 +106,15 @@ class PhotoResult:
 
 
 def face_threshold_of(config: dict) -> float:
-    """The face-probability cut a checkpoint was calibrated for (scripts/calibrate_face_threshold.py), else 0.5."""
+    """The face-probability cut a checkpoint stores (``config["face_threshold"]``), else 0.5."""
     return float(config.get("face_threshold", 0.5))
 
 
 class PhotoPredictor:
     """Candidate boxes from ``detector``, kept where the network's face probability >= ``face_threshold``
-    (default: the checkpoint's ``face_threshold``, chosen on validation photos, else 0.5).
+    (default: the checkpoint's ``face_threshold``, else 0.5).
 
-    ``model`` is a torch module or an ``export.OnnxModel``; ``config`` the
+    ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
     checkpoint's (input size, expansion ratio, normalisation).  Photos larger
     than ``detect_max_side`` are shrunk for the detector only; crops always come
     from the full-resolution photo.
@@ -151,8 +158,8 @@ class PhotoPredictor:
         if face_prob is None:  # a keypoints-only model: the detector's score decides
             face_prob = scores
         for i in range(len(boxes)):
-            result.faces.append(Face(boxes[i], crop_boxes[i], float(scores[i]), float(face_prob[i]), points[i],
-                                     bool(face_prob[i] >= self.face_threshold)))
+            result.faces.append(Face(boxes[i], float(face_prob[i]), points[i].astype(np.float32), float(scores[i]),
+                                     crop_boxes[i], bool(face_prob[i] >= self.face_threshold)))
         return result
 
     def _run(self, gray: np.ndarray, boxes: np.ndarray, timings: dict):
@@ -197,7 +204,7 @@ def draw_result(image: Image.Image, result: PhotoResult) -> Image.Image:
     for face in result.faces:
         if not face.is_face:
             ImageDraw.Draw(canvas).rectangle([float(v) for v in face.box], outline=(230, 40, 40), width=line)
-            ImageDraw.Draw(canvas).text((float(face.box[0]), float(face.box[3]) + 2), f"{face.face_score:.2f}",
+            ImageDraw.Draw(canvas).text((float(face.box[0]), float(face.box[3]) + 2), f"{face.score:.2f}",
                                         fill=(230, 40, 40))
     for face in result.accepted:
         ImageDraw.Draw(canvas).rectangle([float(v) for v in face.box], outline=(40, 220, 40), width=line)
@@ -207,8 +214,10 @@ def draw_result(image: Image.Image, result: PhotoResult) -> Image.Image:
 
 
 def write_outputs(out_dir: Path, stem: str, image: Image.Image, result: PhotoResult, record: dict) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """``STEM.json`` and the drawing ``STEM.jpg`` in ``out_dir``, each written whole or not at all."""
     json_path, image_path = out_dir / f"{stem}.json", out_dir / f"{stem}.jpg"
-    json_path.write_text(json.dumps(record, indent=1) + "\n")
-    draw_result(image, result).save(image_path, quality=90)
+    with atomic_output(json_path) as partial:
+        partial.write_text(json.dumps(record, indent=1) + "\n")
+    with atomic_output(image_path) as partial:
+        draw_result(image, result).save(partial, format="JPEG", quality=90)
     return json_path, image_path

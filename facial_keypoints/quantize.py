@@ -1,19 +1,15 @@
 """8-bit ONNX models for the CPU: the convolutional trunk in int8, its two ends in float.
 
 Static quantization (ONNX Runtime, QDQ, per-channel weights) calibrated on real
-training crops.  Quantizing the whole network costs the compact heatmap model a
-third of its accuracy (test nme_io 3.44 % -> 4.62 %): the soft-argmax turns
-small errors in the heatmap logits into large coordinate errors.  So the last
-convolution and everything after it (the decoding, and the classifier's fully
-connected layers) stay in float.  So does the first convolution: it reads the
-standardised image itself, which loses its fine gradations in 8 bits, and with
-one input channel it is too small for int8 to pay off.  Keeping it in float
-cut the int8-vs-float keypoint shift on the calibration faces from 0.090 to
-0.055 px and the time per face from 0.40 to 0.34 ms (stage3/README.md).
+training crops.  The soft-argmax turns small errors in the heatmap logits into
+large coordinate errors, so the last convolution and everything after it (the
+decoding, and the classifier's fully connected layers) stay in float.  So does
+the first convolution: it reads the standardised image itself, which loses its
+fine gradations in 8 bits, and with one input channel it is too small for int8
+to pay off.  This module only writes files; ``runtime`` loads them.
 """
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 
@@ -61,39 +57,3 @@ def quantize_onnx(float_path, out_path, crops: np.ndarray, normalize: bool = Tru
         with atomic_output(out_path) as partial:  # a reader never sees half a model
             partial.write_bytes(staged.read_bytes())
     return out_path
-
-
-def int8_path(checkpoint) -> Path:
-    """Where the int8 model of ``checkpoint`` lives: beside it, ``NAME.int8.onnx``."""
-    return Path(checkpoint).with_suffix(".int8.onnx")
-
-
-# The int8 model records which checkpoint it was made from, so --backend auto never runs a stale one
-# (a checkpoint retrained after its int8 model was made, or copied over another).
-SOURCE_KEY = "checkpoint_sha256"
-
-
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def stamp_source(onnx_path, checkpoint) -> None:
-    """Record ``checkpoint``'s SHA-256 in the ONNX model's metadata (the graph is untouched)."""
-    import onnx
-    model = onnx.load(str(onnx_path))
-    kept = [p for p in model.metadata_props if p.key != SOURCE_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=SOURCE_KEY, value=file_sha256(checkpoint))
-    with atomic_output(Path(onnx_path)) as partial:
-        onnx.save(model, str(partial))
-
-
-def int8_model_of(checkpoint) -> Path | None:
-    """``int8_path(checkpoint)`` when it exists and was made from this very checkpoint, else None."""
-    path = int8_path(checkpoint)
-    if not path.is_file():
-        return None
-    import onnx
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return path if props.get(SOURCE_KEY) == file_sha256(checkpoint) else None

@@ -1,16 +1,13 @@
 """Labelled crops of the validation photos beyond the list's own, for judging face/non-face decisions.
 
-The list's 360 validation crops are right for every stage-3 model since session 7, while
-models differ on the test list by one to three crops of ~478.  These pools are some times
-larger and never written to a list:
+A good model gets every one of the list's 360 validation crops right, while models differ on the
+test list by one to three crops of ~478.  These pools are some times larger, seeded, and never
+written to a list (benchmarks/validation.py reports on them):
 
 - ``POOL``: non-faces drawn as the lists draw them, 20 per validation face, and 5 copies of
   each face crop shifted and scaled a little, as a detector frames a face;
 - ``HARD_POOL``: the same non-faces and 20 copies of each face shifted by up to 15 % and
   scaled by up to 25 %, so that faces as borderline as the test list's hardest appear.
-
-``matched_threshold`` chooses a model's face threshold at the reference model's operating
-point on such a pool, so two models are compared (and deployed) at the same non-face recall.
 """
 from __future__ import annotations
 
@@ -56,20 +53,3 @@ def classifier_pool(val, labels_by_photo, root, expand_ratio: float, non_faces_p
             pool.append(ListRecord(image=record.image, box=box, keypoints=record.absolute_keypoints() - box[:2],
                                    label=1, source=f"jittered {record.source}", face_box=record.face_box))
     return pool
-
-
-def rejected(non_face_prob, threshold: float) -> int:
-    """How many non-faces a cut at ``threshold`` rejects (a crop is a face at probability >= threshold)."""
-    return int((np.asarray(non_face_prob, dtype=float) < threshold).sum())
-
-
-def matched_threshold(thresholds, non_face_prob, reference_rejected: int) -> float | None:
-    """The lowest of ``thresholds`` that still rejects at least ``reference_rejected`` of the pool's
-    non-faces (the reference model's count at its own threshold), or None where none does.
-
-    The lowest such cut keeps the most faces at no more false faces than the reference: a student
-    trained with more non-faces is surer of them and less sure of faces, and a cut taken from
-    the reference would carry that shift into deployment.
-    """
-    matching = [t for t in thresholds if rejected(non_face_prob, t) >= reference_rejected]
-    return min(matching) if matching else None

@@ -30,7 +30,8 @@ DEFAULTS = {"arch": "face_keypoints", "optimizer": "adam", "loss": "wing", "lr":
 def add_arguments(parser):
     add_training_arguments(parser)
     group = parser.add_argument_group("face/non-face head")
-    group.add_argument("--backbone", choices=sorted(set(MODELS) - {"face_keypoints"}), default="compact_heatmap")
+    group.add_argument("--backbone", choices=sorted(set(MODELS) - {"face_keypoints"}), default="compact_heatmap",
+                       help="the keypoint network under the two heads")
     group.add_argument("--cls-weight", type=float, default=5.0, help="a: weight of the cross entropy")
     group.add_argument("--kp-weight", type=float, default=1.0, help="b: weight of the keypoint loss")
     group.add_argument("--class-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("NON_FACE", "FACE"),
@@ -44,7 +45,7 @@ def add_arguments(parser):
                        help="weight of the mean squared error to the teacher's pooled features (the classifier's input)")
     group.add_argument("--teacher-feature-weight", type=float, default=0.0,
                        help="weight of the squared error to the teacher's trunk maps at every level, each relative "
-                            "to the teacher's scale (a student with the teacher's map shapes, e.g. thin_heatmap)")
+                            "to the teacher's scale (a student with the teacher's map shapes, e.g. thin_deep48_heatmap)")
     group.add_argument("--teacher-temperature", type=float, default=1.0,
                        help="softmax temperature of the face/non-face KL to the teacher")
 

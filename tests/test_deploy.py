@@ -4,16 +4,17 @@ import onnx
 import pytest
 import torch
 
-from facial_keypoints.__main__ import main as cli
+from facial_keypoints.cli import main as cli
 from facial_keypoints.cache import load_crops
 from facial_keypoints.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
 from facial_keypoints.crop_pack import CropPackError, read_pack, write_pack
 from facial_keypoints.detector_cli import Detector
 from facial_keypoints.evaluation import records_from_labels
-from facial_keypoints.export import OnnxModel, export_onnx, load_backend, resolve_backend
+from facial_keypoints.export import export_onnx
 from facial_keypoints.labels import read_list, write_list
 from facial_keypoints.models import create_model
-from facial_keypoints.quantize import float_nodes, int8_path, quantize_onnx
+from facial_keypoints.quantize import float_nodes, quantize_onnx
+from facial_keypoints.runtime import OnnxModel, derived_path, load, resolve_backend
 from facial_keypoints.transforms import crops_to_batch
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
@@ -105,7 +106,7 @@ def test_extra_crops_come_from_their_own_pack_and_must_be_given(train_list, tmp_
 
 def test_int8_keeps_the_first_conv_and_the_decoding_in_float_and_stays_close(tmp_path):
     torch.manual_seed(0)
-    model = create_model("face_keypoints", backbone="fast_heatmap").eval()
+    model = create_model("face_keypoints", backbone="test_small_heatmap").eval()
     float_path = export_onnx(model, tmp_path / "model.onnx")
     kept = float_nodes(float_path)
     assert any("heatmaps" in name for name in kept) and any("Softmax" in name for name in kept)
@@ -130,9 +131,12 @@ def test_the_int8_backend_says_how_to_make_a_missing_model(tmp_path):
     model = create_model("stage1")
     save_checkpoint(make_checkpoint(model, {"arch": "stage1", "model_kwargs": {}, "input_size": 112,
                                             "expand_ratio": 0.25, "normalize": True}), tmp_path / "m.pt")
-    with pytest.raises(FileNotFoundError, match="facial_keypoints quantize"):
-        load_backend(tmp_path / "m.pt", "onnx-int8")
-    assert int8_path(tmp_path / "m.pt") == tmp_path / "m.int8.onnx"
+    with pytest.raises(FileNotFoundError, match="facial-keypoints quantize"):
+        load(tmp_path / "m.pt", "onnx-int8")
+    with pytest.raises(FileNotFoundError, match="facial-keypoints export"):
+        load(tmp_path / "m.pt", "onnx")  # loading never exports
+    assert not list(tmp_path.glob("*.onnx"))
+    assert derived_path(tmp_path / "m.pt", "onnx-int8") == tmp_path / "m.int8.onnx"
 
 
 def test_shipped_int8_model_agrees_with_the_float_one_on_real_faces(real_root, tmp_path):
@@ -142,7 +146,7 @@ def test_shipped_int8_model_agrees_with_the_float_one_on_real_faces(real_root, t
     batch = crops_to_batch(crops, payload["config"]["normalize"])
     with torch.no_grad():
         keypoints, logits = model(batch)
-    int8_keypoints, int8_logits = load_backend(DEFAULT_CHECKPOINT, "onnx-int8")[0](batch)
+    int8_keypoints, int8_logits = load(DEFAULT_CHECKPOINT, "onnx-int8")[0](batch)
     assert (int8_keypoints - keypoints).abs().mean() < 0.6  # pixels of the 112-px frame
     agree = (int8_logits.argmax(1) == logits.argmax(1)).float().mean()
     assert agree >= 0.95 and logits.argmax(1).float().mean() >= 0.9  # these are all faces
@@ -154,9 +158,9 @@ def read_list_of_real_faces(real_root):
 
 def test_quantize_command_writes_beside_the_checkpoint(train_list, tmp_path, capsys):
     root, path = train_list
-    model = create_model("face_keypoints", backbone="tiny_heatmap")
+    model = create_model("face_keypoints", backbone="test_tiny_heatmap")
     checkpoint = tmp_path / "tiny.pt"
-    save_checkpoint(make_checkpoint(model, {"arch": "face_keypoints", "model_kwargs": {"backbone": "tiny_heatmap"},
+    save_checkpoint(make_checkpoint(model, {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_tiny_heatmap"},
                                             "input_size": 112, "expand_ratio": 0.25, "normalize": True}), checkpoint)
     assert cli(["quantize", "--checkpoint", str(checkpoint), "--list", str(path), "--data-root", str(root),
                 "--samples", "8", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
@@ -166,7 +170,7 @@ def test_quantize_command_writes_beside_the_checkpoint(train_list, tmp_path, cap
     assert resolve_backend(checkpoint, "auto") == "onnx-int8"
     with torch.no_grad():
         next(model.parameters()).add_(0.01)  # "retrained" after its int8 model was made
-    save_checkpoint(make_checkpoint(model, {"arch": "face_keypoints", "model_kwargs": {"backbone": "tiny_heatmap"},
+    save_checkpoint(make_checkpoint(model, {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_tiny_heatmap"},
                                             "input_size": 112, "expand_ratio": 0.25, "normalize": True}), checkpoint)
     assert resolve_backend(checkpoint, "auto") == "torch"
     assert resolve_backend(checkpoint, "onnx-int8") == "onnx-int8"  # asked for by name: as asked
@@ -178,7 +182,34 @@ def test_auto_backend_runs_the_shipped_int8_model_and_torch_elsewhere(tmp_path):
     save_checkpoint(make_checkpoint(model, {"arch": "stage1", "model_kwargs": {}, "input_size": 112,
                                             "expand_ratio": 0.25, "normalize": True}), tmp_path / "m.pt")
     assert resolve_backend(tmp_path / "m.pt", "auto") == "torch"  # no int8 model beside it
-    assert isinstance(load_backend(tmp_path / "m.pt", "auto")[0], torch.nn.Module)
+    assert isinstance(load(tmp_path / "m.pt", "auto")[0], torch.nn.Module)
+
+
+def test_export_writes_a_stamped_onnx_model_that_auto_then_runs(tmp_path, capsys):
+    model = create_model("face_keypoints", backbone="test_tiny_heatmap")
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_tiny_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(model, config), tmp_path / "m.pt")
+    assert cli(["export", "--checkpoint", str(tmp_path / "m.pt")]) == 0
+    assert (tmp_path / "m.onnx").is_file() and "max abs difference" in capsys.readouterr().out
+    network, _, backend = load(tmp_path / "m.pt", "auto")
+    assert backend == "onnx" and isinstance(network, OnnxModel)
+
+
+def test_export_and_quantize_never_write_into_the_package(train_list, tmp_path, monkeypatch, capsys):
+    """The shipped model's files go to the user cache; an --out inside the package is refused."""
+    from facial_keypoints.weights import WEIGHTS_DIR
+    root, path = train_list
+    monkeypatch.setenv("FKD_CACHE_DIR", str(tmp_path / "user_cache"))
+    before = {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()}
+    assert cli(["export", "--no-check"]) == 0
+    written = capsys.readouterr().out.strip().splitlines()[-1].removeprefix("wrote ")
+    assert written.startswith(str(tmp_path / "user_cache")) and written.endswith("default.onnx")
+    assert cli(["quantize", "--list", str(path), "--data-root", str(root), "--samples", "4",
+                "--cache-dir", str(tmp_path / "cache"), "--out", str(WEIGHTS_DIR / "default.int8.onnx")]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == before
+    assert resolve_backend(DEFAULT_CHECKPOINT, "auto") == "onnx-int8"  # the shipped int8 model comes first
 
 
 def test_the_package_data_takes_every_shipped_model_file():

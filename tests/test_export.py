@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from facial_keypoints.export import OnnxModel, export_onnx
+from facial_keypoints.export import export_onnx
+from facial_keypoints.runtime import OnnxModel
 from facial_keypoints.models import MODELS, create_model
 
 

@@ -4,10 +4,12 @@ import pytest
 import torch
 from PIL import Image
 
-from facial_keypoints.export import OnnxModel, export_onnx
+from facial_keypoints.export import export_onnx
 from facial_keypoints.images import _halved_region, crop_resized, crop_warped
-from facial_keypoints.inference import KeypointRunner, softmax_face_probability
+from facial_keypoints.engine import softmax_face_probability
+from facial_keypoints.inference import KeypointRunner
 from facial_keypoints.models import create_model
+from facial_keypoints.runtime import OnnxModel
 from facial_keypoints.transforms import crops_to_batch
 
 CONFIG = {"input_size": 32, "expand_ratio": 0.25, "normalize": True}
@@ -47,12 +49,12 @@ def test_face_probability_is_the_two_class_softmax():
 
 def test_runner_gives_the_same_points_with_torch_and_onnx(tmp_path):
     torch.manual_seed(0)
-    model = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    model = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
     gray = smooth_photo()
     boxes = np.array([[10.0, 12.0, 50.0, 52.0], [40.5, 20.25, 100.5, 80.25]])
-    torch_points, torch_prob = KeypointRunner(model, CONFIG, mirror_band=None)(gray, boxes)
+    torch_points, torch_prob = KeypointRunner(model, CONFIG)(gray, boxes)
     onnx_model = OnnxModel(export_onnx(model, tmp_path / "m.onnx", 32))
-    onnx_points, onnx_prob = KeypointRunner(onnx_model, CONFIG, mirror_band=None)(gray, boxes)
+    onnx_points, onnx_prob = KeypointRunner(onnx_model, CONFIG)(gray, boxes)
     assert torch_points.shape == (2, 21, 2) and torch_prob.shape == (2,)
     np.testing.assert_allclose(onnx_points, torch_points, atol=1e-3)
     np.testing.assert_allclose(onnx_prob, torch_prob, atol=1e-5)
@@ -68,7 +70,7 @@ def test_runner_gives_the_same_points_with_torch_and_onnx(tmp_path):
 
 
 def test_runner_of_a_keypoint_only_model_has_no_face_probability():
-    model = create_model("fast_heatmap", input_size=32).eval()
+    model = create_model("test_small_heatmap", input_size=32).eval()
     points, prob = KeypointRunner(model, CONFIG)(smooth_photo(), [[10.0, 12.0, 50.0, 52.0]])
     assert points.shape == (1, 21, 2) and prob is None and np.isfinite(points).all()
 
@@ -113,32 +115,3 @@ def test_halved_region_is_the_block_mean_of_the_photo_and_reaches_past_the_box()
     region, _ = _halved_region(gray, (141.0, 101.0, 159.0, 119.5), 1)  # 19 px to the edge: one short
     assert region.shape == (10, 10)
     assert region[-1, -1] == gray[119, 159]  # a block of the corner pixel and its three copies
-
-
-def test_runner_asks_the_mirrored_crop_only_where_it_is_unsure(tmp_path):
-    torch.manual_seed(0)
-    model = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
-    gray = smooth_photo()
-    boxes = np.array([[10.0, 12.0, 50.0, 52.0], [40.5, 20.25, 100.5, 80.25], [5.0, 5.0, 37.0, 37.0]])
-    batch = crops_to_batch(np.stack([crop_warped(gray, b, 32) for b in boxes]))
-    with torch.no_grad():
-        frame, plain = model(batch)
-        _, mirrored = model(torch.flip(batch, dims=[3]))
-    assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror is a different opinion
-    p_plain = torch.softmax(plain, 1)[:, 1].numpy()
-    p_mean = torch.softmax((plain + mirrored) / 2, 1)[:, 1].numpy()
-    for backend in ("torch", "onnx"):
-        net = model if backend == "torch" else OnnxModel(export_onnx(model, tmp_path / "m.onnx", 32))
-        points, everyone = KeypointRunner(net, CONFIG, mirror_band=(0.0, 1.0))(gray, boxes)
-        np.testing.assert_allclose(everyone, p_mean, atol=1e-5)
-        _, nobody = KeypointRunner(net, CONFIG, mirror_band=(0.0, 0.0))(gray, boxes)
-        np.testing.assert_allclose(nobody, p_plain, atol=1e-5)
-        # a band around the second crop's plain probability only: the others keep their single pass
-        middle = p_plain[1]
-        _, one = KeypointRunner(net, CONFIG, mirror_band=(middle - 1e-6, middle + 1e-6))(gray, boxes)
-        others = [0, 2]
-        np.testing.assert_allclose(one[others], p_plain[others], atol=1e-5)
-        np.testing.assert_allclose(one[1], p_mean[1], atol=1e-5)
-        # the keypoints always come from the plain crop
-        plain_points, _ = KeypointRunner(net, CONFIG, mirror_band=None)(gray, boxes)
-        np.testing.assert_allclose(points, plain_points, atol=1e-6)

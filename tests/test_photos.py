@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facial_keypoints.__main__ import main as cli
+from facial_keypoints.cli import main as cli
 from facial_keypoints.checkpoint import load_model
 from facial_keypoints.face_detection import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
 from facial_keypoints.geometry import (KEYPOINTS_TO_BOX, box_from_keypoints, expand_box, fit_keypoints_to_box,
@@ -131,7 +131,7 @@ def test_single_head_models_keep_the_detector_score():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(112 * 112, 42))
     detector = FixedDetector([[10, 10, 60, 60], [70, 10, 120, 60]], [0.9, 0.3])
     result = PhotoPredictor(model.eval(), CONFIG, detector, refine=False).predict_photo(Image.new("RGB", (200, 100)))
-    assert [f.face_score for f in result.faces] == [0.9, 0.3]
+    assert [f.score for f in result.faces] == [0.9, 0.3]
     assert [f.is_face for f in result.faces] == [True, False]
 
 

@@ -82,16 +82,19 @@ def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
     assert report["faces"] == sum(r.is_face for r in test)
     assert report["classifier"]["samples"] == len(test)
     assert {"accuracy", "face_recall", "non_face_recall"} <= set(report["classifier"])
-    # --backend onnx: the same test through ONNX Runtime (as predict can run it) gives the same report.
+    # --backend onnx: the same test through ONNX Runtime (as predict can run it) gives the same report,
+    # once `export` has made the ONNX file (loading never exports).
+    from facial_keypoints.cli import main as command
+    assert command(["export", "--checkpoint", str(tmp_path / "m" / "best.pt")]) == 0
+    assert (tmp_path / "m" / "best.onnx").is_file()  # beside the checkpoint
+    capsys.readouterr()
     assert detector.main(["--phase", "test", "--backend", "onnx", "--checkpoint", str(tmp_path / "m" / "best.pt"),
                           *common]) == 0
     onnx_report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (tmp_path / "m" / "best.onnx").is_file()  # exported beside the checkpoint, then run
     assert onnx_report["nme_io"] == pytest.approx(report["nme_io"], abs=1e-3)
     assert onnx_report["classifier"]["samples"] == len(test)
     assert onnx_report["classifier"]["face_recall"] == pytest.approx(report["classifier"]["face_recall"], abs=1e-6)
     # The evaluate command takes the two-headed checkpoint too (keypoints on every labelled face).
-    from facial_keypoints.__main__ import main as command
     assert command(["evaluate", "--checkpoint", str(tmp_path / "m" / "best.pt"), "--data", str(root),
                     "--out", str(tmp_path / "eval"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"] == len(faces)
@@ -243,43 +246,22 @@ def read_list_records(root):
     return records_from_labels(root, 0.25)
 
 
-def test_face_threshold_rule_takes_most_recall_within_the_false_face_budget():
-    calibrate = load_script("scripts", "calibrate_face_threshold")
-    face_best = np.array([0.9, 0.8, 0.32, 0.12, -1.0])  # best score per labelled face; -1: never detected
-    far = np.array([0.6, 0.11, 0.07])                  # candidates far from every face, 10 photos
-    rows = {r["threshold"]: r for r in calibrate.sweep(face_best, far, photos=10)}
-    assert rows[0.5]["recall"] == 40.0 and rows[0.5]["false_per_photo"] == pytest.approx(0.1)
-    assert rows[0.3]["recall"] == 60.0 and rows[0.1]["recall"] == 80.0
-    assert rows[0.1]["false_per_photo"] == pytest.approx(0.2)
-    chosen = calibrate.choose(list(rows.values()), max_false=0.1)
-    assert type(chosen["threshold"]) is float  # a NumPy scalar would make the checkpoint fail weights_only loading
-    assert chosen["threshold"] == 0.3  # 0.1 and 0.05 find more faces but cost 0.2 and 0.3 false faces per photo
-    assert calibrate.choose(list(rows.values()), max_false=0.3)["threshold"] == 0.1  # ties: the higher cut
-
-
-def test_candidate_log_loss_ignores_undetected_faces_and_rewards_confidence():
-    calibrate = load_script("scripts", "calibrate_face_threshold")
-    sure = calibrate.candidate_log_loss(np.array([0.99, -1.0]), np.array([0.01]))
-    unsure = calibrate.candidate_log_loss(np.array([0.6, -1.0]), np.array([0.4]))
-    assert sure == pytest.approx(-np.log(0.99)) and unsure == pytest.approx(-np.log(0.6))
-
-
 def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
     from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
     from facial_keypoints.models import create_model
-    change = load_script("scripts", "change_backbone")
+    change = load_script("recipes", "change_backbone")
     torch.manual_seed(0)
     source = create_model("face_keypoints", input_size=112, backbone="compact_heatmap")
     config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
               "expand_ratio": 0.25, "normalize": True, "face_threshold": 0.4,
-              "referee": {"checkpoint": "referee.pt", "band": [0.01, 0.99]}}  # as the shipped default names one
+              "referee": {"checkpoint": "referee.pt", "band": [0.01, 0.99]}}  # as older checkpoints named one
     save_checkpoint(make_checkpoint(source, config), tmp_path / "big.pt")
-    assert change.main([str(tmp_path / "big.pt"), str(tmp_path / "lean.pt"), "--backbone", "lean_heatmap"]) == 0
+    assert change.main([str(tmp_path / "big.pt"), str(tmp_path / "lean.pt"), "--backbone", "test_lean_heatmap"]) == 0
     payload = load_checkpoint(tmp_path / "lean.pt")
     lean = model_from_checkpoint(payload, tmp_path / "lean.pt")  # strict: every weight present
-    assert payload["config"]["model_kwargs"]["backbone"] == "lean_heatmap"
+    assert payload["config"]["model_kwargs"]["backbone"] == "test_lean_heatmap"
     assert payload["config"]["face_threshold"] == 0.4  # the rest of the config travels
-    assert "referee" not in payload["config"]  # a new network decides alone (no referee beside it)
+    assert "referee" not in payload["config"]  # a pairing that no longer exists is dropped
     kept = source.state_dict()
     for name, value in lean.state_dict().items():
         assert torch.equal(value, kept[name]), name  # nothing shared starts fresh
@@ -309,7 +291,7 @@ def narrowed_copy(wide, backbone: str, tmp_path):
               "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
     out = tmp_path / f"{backbone}.pt"
-    assert load_script("scripts", "change_backbone").main(
+    assert load_script("recipes", "change_backbone").main(
         [str(tmp_path / "wide.pt"), str(out), "--backbone", backbone, "--narrow"]) == 0
     return model_from_checkpoint(load_checkpoint(out), out).eval()
 
@@ -320,10 +302,10 @@ def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tm
     layer, and it is the subset with the largest batch-norm scales."""
     from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint
     from facial_keypoints.models import create_model
-    change = load_script("scripts", "change_backbone")
+    change = load_script("recipes", "change_backbone")
     torch.manual_seed(0)
     wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
-    narrow_shapes = create_model("face_keypoints", input_size=112, backbone="slim_heatmap").state_dict()
+    narrow_shapes = create_model("face_keypoints", input_size=112, backbone="test_slim_heatmap").state_dict()
     keep = torch.sort(torch.randperm(32)[:16]).values
     drop = torch.tensor([c for c in range(32) if c not in keep])
     batch_norms = randomized_batch_norms(wide)
@@ -334,7 +316,7 @@ def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tm
                 module.bias[drop] = 0
         wide.body.lateral1.weight[drop] = 0  # its bias would revive the dead channels
         wide.body.lateral1.bias[drop] = 0
-    slim = narrowed_copy(wide, "slim_heatmap", tmp_path)
+    slim = narrowed_copy(wide, "test_slim_heatmap", tmp_path)
     stem_bn = "body.trunk.stem.1.1.weight"
     assert torch.equal(slim.state_dict()[stem_bn], wide.state_dict()[stem_bn][keep])
     images = torch.rand(3, 1, 112, 112)
@@ -342,7 +324,7 @@ def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tm
         (wide_points, wide_logits), (slim_points, slim_logits) = wide(images), slim(images)
     assert torch.allclose(slim_points, wide_points, atol=1e-4) and torch.allclose(slim_logits, wide_logits, atol=1e-5)
     # without --narrow the narrower layers start fresh, and the output differs
-    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "fresh.pt"), "--backbone", "slim_heatmap"]) == 0
+    assert change.main([str(tmp_path / "wide.pt"), str(tmp_path / "fresh.pt"), "--backbone", "test_slim_heatmap"]) == 0
     fresh = model_from_checkpoint(load_checkpoint(tmp_path / "fresh.pt"), tmp_path / "fresh.pt").eval()
     with torch.no_grad():
         assert not torch.allclose(fresh(images)[0], wide_points, atol=1e-2)
@@ -355,7 +337,7 @@ def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(t
     from facial_keypoints.models import create_model
     torch.manual_seed(1)
     wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
-    thin_shapes = create_model("face_keypoints", input_size=112, backbone="thin_heatmap").state_dict()
+    thin_shapes = create_model("face_keypoints", input_size=112, backbone="test_thin_heatmap").state_dict()
     kept = {}
     batch_norms = randomized_batch_norms(wide)
     with torch.no_grad():
@@ -368,7 +350,7 @@ def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(t
                 module.weight[dead], module.bias[dead] = 0, 0
                 kept[name] = keep
     assert len(kept) == 4 and len({tuple(k.tolist()) for k in kept.values() if len(k) == 16}) == 2
-    thin = narrowed_copy(wide, "thin_heatmap", tmp_path)
+    thin = narrowed_copy(wide, "test_thin_heatmap", tmp_path)
     for name, keep in kept.items():
         assert torch.equal(thin.state_dict()[f"{name}.bias"], wide.state_dict()[f"{name}.bias"][keep])
     images = torch.rand(3, 1, 112, 112)
@@ -398,7 +380,7 @@ def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk()
     twin.load_state_dict(teacher.state_dict())
     loss.watch(twin)
     assert loss(*twin(images), images, is_face).item() == 0.0  # the teacher's own maps: nothing to learn
-    student = create_model("face_keypoints", input_size=32, backbone="thin_heatmap")
+    student = create_model("face_keypoints", input_size=32, backbone="test_thin_heatmap")
     loss.watch(student)
     value = loss(*student(images), images, is_face)  # weight 0: only the feature term is left
     with torch.no_grad():
@@ -409,7 +391,7 @@ def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk()
     assert student.body.trunk.layer1[0].body[0][0].weight.grad.abs().sum() > 0  # into the trunk
     head_grad = student.body.heatmaps.weight.grad  # not through the heads the trunk feeds
     assert head_grad is None or float(head_grad.abs().sum()) == 0.0
-    slim = create_model("face_keypoints", input_size=32, backbone="slim_heatmap")
+    slim = create_model("face_keypoints", input_size=32, backbone="test_slim_heatmap")
     loss.watch(slim)
     with pytest.raises(ValueError, match="map shapes"):
         loss(*slim(images), images, is_face)
@@ -422,20 +404,20 @@ def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student
     from facial_keypoints.losses import TeacherLoss
     from facial_keypoints.models import create_model
     torch.manual_seed(0)
-    teacher = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    teacher = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
     images = torch.randn(4, 1, 32, 32)
     is_face = torch.tensor([1.0, 1.0, 0.0, 1.0])
     loss = TeacherLoss(teacher, "wing", weight=2.0)
     with torch.no_grad():
         same = loss(*teacher(images), images, is_face)
     assert float(same) == pytest.approx(0.0, abs=1e-5)
-    student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
+    student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
     value = loss(*student(images), images, is_face)
     value.backward()
     assert value.item() > 0 and all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
 
-    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "fast_heatmap"}, "input_size": 32,
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_small_heatmap"}, "input_size": 32,
               "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(teacher, config), tmp_path / "teacher.pt")
     stage3 = load_script("stage3", "detector")
@@ -465,7 +447,7 @@ def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
     from facial_keypoints.losses import TeacherLoss, heatmap_kl
     from facial_keypoints.models import create_model
     torch.manual_seed(1)
-    teacher = create_model("face_keypoints", input_size=32, backbone="fast_heatmap").eval()
+    teacher = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
     images = torch.randn(3, 1, 32, 32)
     is_face = torch.tensor([1.0, 0.0, 1.0])
     maps = torch.randn(3, 21, 8, 8)
@@ -481,7 +463,7 @@ def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
     loss.watch(teacher)  # the teacher as its own student: nothing to learn
     with torch.no_grad():
         assert float(loss(*teacher(images), images, is_face)) == pytest.approx(0.0, abs=1e-5)
-    student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
+    student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
     loss.watch(student)
     value = loss(*student(images), images, is_face)  # weight 0: only the heatmap term is left
     value.backward()
@@ -523,30 +505,11 @@ def test_heatmap_kl_pools_a_finer_teacher_onto_the_student_grid():
         heatmap_kl(torch.zeros(2, 21, 3, 3), teacher, torch.ones(2))
 
 
-@pytest.mark.parametrize("backbone", ["plain_top_heatmap", "coarse_heatmap"])
-def test_a_lighter_keypoint_head_keeps_the_trained_classifier_exactly(tmp_path, backbone):
-    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-    from facial_keypoints.models import create_model
-    change = load_script("scripts", "change_backbone")
-    torch.manual_seed(4)
-    big = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
-    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 32,
-              "expand_ratio": 0.25, "normalize": True}
-    save_checkpoint(make_checkpoint(big, config), tmp_path / "big.pt")
-    light, light_config, dropped, new, narrowed = change.change_backbone(load_checkpoint(tmp_path / "big.pt"), backbone)
-    light.eval()
-    assert not new and not narrowed and all(".smooth1." in k or ".lateral1." in k for k in dropped)
-    images = torch.randn(3, 1, 32, 32)
-    with torch.no_grad():
-        (big_points, big_logits), (points, logits) = big(images), light(images)
-    assert torch.equal(logits, big_logits) and points.shape == big_points.shape
-
-
 def test_embedding_distillation_matches_what_the_classifier_reads():
     from facial_keypoints.losses import TeacherLoss
     from facial_keypoints.models import create_model
-    teacher, images, is_face, loss = teacher_term_only("fast_heatmap", 5, embedding_weight=1.0)
-    student = create_model("face_keypoints", input_size=32, backbone="tiny_heatmap")
+    teacher, images, is_face, loss = teacher_term_only("test_small_heatmap", 5, embedding_weight=1.0)
+    student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
     loss.watch(student)
     value = loss(*student(images), images, is_face)  # weight 0: only the embedding term is left
     with torch.no_grad():
@@ -558,24 +521,7 @@ def test_embedding_distillation_matches_what_the_classifier_reads():
     head_grad = student.classifier[1].weight.grad  # not through the head it feeds
     assert head_grad is None or float(head_grad.abs().sum()) == 0.0
     with pytest.raises(ValueError, match="two-headed"):
-        TeacherLoss(create_model("fast_heatmap", input_size=32), embedding_weight=1.0)
-
-
-def test_the_loose_candidate_pool_only_reports(capsys):
-    calibrate = load_script("scripts", "calibrate_face_threshold")
-    with pytest.raises(SystemExit) as stop:
-        calibrate.main(["--loose", "--write", "model.pt"])
-    assert stop.value.code == 2 and "reports only" in capsys.readouterr().err
-    assert calibrate.LOOSE["min_face"] < 40  # looser than predict's default detector
-
-
-def test_validate_candidate_counts_crop_recalls_and_log_loss_over_all_crops():
-    validate = load_script("scripts", "validate_candidate")
-    figures = validate.crop_figures([1, 1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1, 0.7], threshold=0.5)
-    assert figures["face_recall"] == pytest.approx(200 / 3) and figures["non_face_recall"] == pytest.approx(50.0)
-    expected = -np.mean(np.log([0.9, 0.4, 0.6, 0.9, 0.3]))
-    assert figures["log_loss"] == pytest.approx(expected)
-    assert validate.crop_figures([1, 0], [0.45, 0.2], threshold=0.4)["face_recall"] == 100.0  # the model's own cut
+        TeacherLoss(create_model("test_small_heatmap", input_size=32), embedding_weight=1.0)
 
 
 def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_inside_their_photos(synthetic_root):
@@ -611,27 +557,6 @@ def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_in
     hard = classifier_pool(val, labels_by_photo, root, 0.25, non_faces_per_face=3, jitters=4, shift=0.15, scale=0.25)
     assert [r.box.tolist() for r in hard if not r.is_face] == [r.box.tolist() for r in non_faces]  # shared
     assert len([r for r in hard if r.is_face]) == 4 * len(val)
-
-
-def test_matched_threshold_is_the_lowest_cut_rejecting_as_many_non_faces_as_the_reference():
-    from facial_keypoints.validation_pool import matched_threshold, rejected
-    non_face = np.array([0.02, 0.1, 0.2, 0.33, 0.41, 0.6])  # a student's face probabilities on pool non-faces
-    assert rejected(non_face, 0.5) == 5 and rejected(non_face, 0.41) == 4  # a crop at the cut is a face
-    thresholds = [0.3, 0.35, 0.4, 0.45, 0.5]
-    assert matched_threshold(thresholds, non_face, 5) == 0.45  # 0.45 and 0.5 reject 5; the lower keeps more faces
-    assert matched_threshold(thresholds, non_face, 4) == 0.35
-    assert matched_threshold(thresholds, non_face, 6) is None  # no tied cut is as strict as the reference
-
-
-def test_the_threshold_rule_breaks_ties_with_the_tie_break_and_else_takes_the_highest():
-    calibrate = load_script("scripts", "calibrate_face_threshold")
-    rows = [{"threshold": t, "recall": r, "false_per_photo": f}
-            for t, r, f in [(0.2, 98.0, 0.05), (0.3, 97.0, 0.0), (0.4, 97.0, 0.0), (0.5, 97.0, 0.0)]]
-    seen = []
-    chosen = calibrate.choose(rows, 0.02, tie_break=lambda tied: seen.append(tied) or 0.4)
-    assert seen == [[0.3, 0.4, 0.5]] and chosen["threshold"] == 0.4  # only the tied cuts within the budget
-    assert calibrate.choose(rows, 0.02, tie_break=lambda tied: None)["threshold"] == 0.5
-    assert calibrate.choose(rows, 0.1, tie_break=lambda tied: 0.2)["threshold"] == 0.2  # recall first
 
 
 def test_the_keypoint_only_loss_of_stages_1_and_2_also_skips_unlabelled_faces():

@@ -150,24 +150,9 @@ def test_finetune_continues_an_adam_checkpoint_with_sgd(lists, tmp_path):
     assert not torch.equal(tuned["model"]["head.ip3.weight"], first["model"]["head.ip3.weight"])
 
 
-def test_finetune_of_a_refereed_checkpoint_trains_its_own_network_and_drops_the_pairing(lists, tmp_path):
-    """The shipped default names a referee; a finetune of it trains the student alone (the referee is no
-    layer of it) and writes a checkpoint that decides alone until a referee is attached again."""
-    root, train_list = lists
-    train(root, train_list, tmp_path / "run", 1)
-    payload = load_checkpoint(tmp_path / "run" / "best.pt")
-    payload["config"]["referee"] = {"checkpoint": "referee.pt", "band": [0.01, 0.99]}  # not beside it: never loaded
-    save_checkpoint(payload, tmp_path / "paired" / "student.pt")
-    train(root, train_list, tmp_path / "tuned", 1, "--phase", "finetune",
-          "--checkpoint", str(tmp_path / "paired" / "student.pt"))
-    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
-    assert "referee" not in tuned["config"] and set(tuned["model"]) == set(payload["model"])
-    model_from_checkpoint(tuned)
-
-
 def test_finetune_moves_a_heatmap_model_to_a_smaller_input_and_stage1_refuses(lists, tmp_path, capsys):
     root, train_list = lists
-    detector = Detector(REPO / "stage2", {"arch": "fast_heatmap", "lr": 1e-3, "optimizer": "adam"})
+    detector = Detector(REPO / "stage2", {"arch": "test_small_heatmap", "lr": 1e-3, "optimizer": "adam"})
     common = ["--data-root", str(root), "--train-list", str(train_list), "--batch-size", "4", "--val-fraction", "0.3",
               "--log-interval", "0", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--epochs", "1"]
     assert detector.main(["--phase", "train", "--save-directory", str(tmp_path / "run"), *common]) == 0

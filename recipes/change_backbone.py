@@ -1,15 +1,15 @@
 """Move a trained two-headed checkpoint onto another backbone, keeping every weight whose name and shape fit.
 
-    python scripts/change_backbone.py facial_keypoints/weights/referee.pt results/lean_start.pt --backbone lean_heatmap
+    python recipes/change_backbone.py results/teacher.pt results/student_start.pt --backbone thin_deep48_heatmap --narrow
 
 For shrinking a trained model (dropping a residual block, say) before a
 finetune: the layers both networks share start trained, the rest start fresh.
 With ``--narrow``, a layer the new backbone has with fewer channels (say
-``slim_heatmap``'s 16 at 28x28 against 32) starts from the trained layer's
+16 at 28x28 against 32) starts from the trained layer's
 channels with the largest batch-norm scales instead of fresh: the same subset
 everywhere that width shrinks, so residual sums and skips stay aligned and the
 narrow network starts as a pruned copy of the wide one.  Inside a residual
-block (``thin_heatmap``'s narrower insides) nothing else has to line up, so
+block (``thin_deep48_heatmap``'s narrower insides) nothing else has to line up, so
 each block keeps its own strongest channels: batch-norm scale times the size
 of the weights that read the channel.  Prints what was
 dropped, narrowed and new.  The result has no optimizer state, so
@@ -21,10 +21,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint  # noqa: E402
-from facial_keypoints.models import MODELS, create_model  # noqa: E402
-from facial_keypoints.referee import unpaired  # noqa: E402
+from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facial_keypoints.models import MODELS, create_model
 
 
 INSIDE = ".body.0.1.weight"  # a residual block's inner batch norm (models.ResidualBlock): its channels are the block's own
@@ -75,7 +73,7 @@ def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
 
     ``narrow_layers``: tensors with fewer channels in the new model start from a channel subset of
     the trained ones (``narrowed_channels``) instead of fresh."""
-    config = unpaired(payload["config"])  # a new network decides alone until it is paired again
+    config = {key: value for key, value in payload["config"].items() if key != "referee"}  # older checkpoints named one
     if config.get("arch") != "face_keypoints":
         raise SystemExit(f"only two-headed (face_keypoints) checkpoints have a backbone; this is {config.get('arch')!r}")
     if backbone not in MODELS:
@@ -107,7 +105,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     payload = load_checkpoint(args.checkpoint)
     model, config, dropped, new, narrowed = change_backbone(payload, args.backbone, args.narrow)
-    save_checkpoint(make_checkpoint(model, config, args={**payload.get("args", {}), "changed_from": str(args.checkpoint)},
+    save_checkpoint(make_checkpoint(model, config, args={"changed_from": args.checkpoint.name, "backbone": args.backbone},
                                     metrics={}), args.out)
     print(f"{args.out}: backbone {args.backbone}; kept {len(model.state_dict()) - len(new) - len(narrowed)} tensors, "
           f"dropped {len(dropped)} ({', '.join(sorted({k.rsplit('.', 2)[0] for k in dropped})) or 'none'}), "

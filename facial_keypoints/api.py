@@ -1,0 +1,115 @@
+"""The Python API: ``FaceLandmarker`` finds faces in photos and gives each one its 21 keypoints.
+
+    from facial_keypoints import FaceLandmarker
+    lm = FaceLandmarker()
+    faces = lm.detect("photo.jpg")              # a path, a PIL image or a uint8 numpy array
+    faces[0].box, faces[0].score, faces[0].keypoints
+    points = lm.landmarks(image, boxes)         # (N, 21, 2) for face boxes you already have
+
+``facial-keypoints predict`` is a thin layer over ``FaceLandmarker.process``, so the API and
+the command line give the same faces.
+"""
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from .geometry import expand_box
+from .keypoints import POINT_NAMES
+from .photos import Face, PhotoResult, as_rgb, open_photo
+from .weights import DEFAULT_CHECKPOINT
+
+ImageLike = Union[str, PathLike, Image.Image, np.ndarray]
+
+
+def to_rgb_image(image: ImageLike, bgr: bool = False) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image, or a uint8 array (H, W), (H, W, 3) or (H, W, 4).
+
+    ``bgr=True``: a colour array is in OpenCV's BGR(A) order.  A path is read as ``predict``
+    reads it (EXIF rotation applied, alpha laid on white).
+    """
+    if isinstance(image, (str, PathLike)):
+        return open_photo(image)
+    if isinstance(image, Image.Image):
+        return as_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"a numpy image must be uint8, not {image.dtype}")
+        if image.ndim == 2:
+            return Image.fromarray(np.ascontiguousarray(image), "L").convert("RGB")
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            if bgr:
+                image = image[..., [2, 1, 0, 3][:image.shape[2]]]
+            return as_rgb(Image.fromarray(np.ascontiguousarray(image), "RGB" if image.shape[2] == 3 else "RGBA"))
+        raise ValueError(f"a numpy image must be (H, W), (H, W, 3) or (H, W, 4), not {image.shape}")
+    raise TypeError(f"an image must be a path, a PIL image or a numpy array, not {type(image).__name__}")
+
+
+class FaceLandmarker:
+    """Faces and their 21 keypoints in photos, with the shipped model or any checkpoint of this project.
+
+    Each photo goes through a face detector (MTCNN, whose weights ship in facenet-pytorch),
+    then one network per candidate gives its 21 keypoints and a face probability; the
+    candidate is cropped once more from the box its keypoints imply and run again (``refine``),
+    and it is kept where the face probability reaches ``face_threshold``.
+
+    Args:
+        checkpoint: a ``.pt`` checkpoint of this project (default: the shipped model).
+        backend: ``auto`` (the checkpoint's int8 ONNX model where one exists, as for the shipped
+            model, else its float ONNX model, else torch), ``torch``, ``onnx`` or ``onnx-int8``.
+        detector: ``mtcnn`` (default) or ``haar`` (OpenCV's frontal-face cascade).
+        threads: CPU threads for the network and the detector (default: all cores).
+        face_threshold: the face probability a candidate needs (default: the checkpoint's, else 0.5).
+        min_face: the smallest face the detector looks for, in pixels.
+        refine: the second crop from the keypoints' own box (default on).
+        detect_max_side: larger photos are shrunk to this for the detector only.
+    """
+
+    def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",
+                 detector: str = "mtcnn", threads: int | None = None, face_threshold: float | None = None,
+                 min_face: int = 40, refine: bool = True, detect_max_side: int = 1280):
+        from .face_detection import create_detector
+        from .photos import PhotoPredictor
+        from .runtime import load
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        if threads:
+            import torch
+            torch.set_num_threads(threads)  # the detector is a torch model whichever backend runs the network
+        self.network, payload, self.backend = load(checkpoint, backend, threads)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        self.config: dict = payload["config"]
+        self.detector_name = detector
+        self._predictor = PhotoPredictor(self.network, self.config, create_detector(detector, min_face=min_face),
+                                         face_threshold, detect_max_side, refine=refine)
+        self.face_threshold: float = self._predictor.face_threshold
+
+    def process(self, image: ImageLike, bgr: bool = False) -> PhotoResult:
+        """Every candidate of one photo, accepted and rejected, with the time each step took."""
+        return self._predictor.predict_photo(to_rgb_image(image, bgr))
+
+    def detect(self, image: ImageLike | list[ImageLike], bgr: bool = False) -> list[Face] | list[list[Face]]:
+        """The faces in ``image`` (a list of ``Face``: ``box``, ``score``, ``keypoints`` (21, 2) float32),
+        or for a list of images, one such list per image."""
+        if isinstance(image, (list, tuple)):
+            return [self.process(one, bgr).accepted for one in image]
+        return self.process(image, bgr).accepted
+
+    def landmarks(self, image: ImageLike, boxes, bgr: bool = False) -> np.ndarray:
+        """(N, 21, 2) float32 keypoints for N face boxes (x1 y1 x2 y2, photo pixels) the caller already has.
+
+        One batched network call on the boxes as given: no detector, no second crop.
+        """
+        rgb = to_rgb_image(image, bgr)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        width, height = rgb.size
+        crop_boxes = np.array([expand_box(box, self.config["expand_ratio"], width, height) for box in boxes],
+                              dtype=np.float64).reshape(-1, 4)
+        if len(crop_boxes) == 0:
+            return np.zeros((0, len(POINT_NAMES), 2), dtype=np.float32)
+        points, _ = self._predictor.runner(np.asarray(rgb.convert("L")), crop_boxes)
+        return points.astype(np.float32)

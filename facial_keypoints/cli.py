@@ -1,0 +1,243 @@
+"""``facial-keypoints COMMAND`` (or ``python -m facial_keypoints COMMAND``): predict, evaluate, export, quantize.
+
+Every command works with the shipped model (no ``--checkpoint``) or any checkpoint this
+project trains.  ``predict`` is a thin layer over ``FaceLandmarker``; ``export`` and
+``quantize`` only write files, which ``runtime`` then finds beside the checkpoint (or,
+for the shipped model, in the user cache: nothing is ever written into the package).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import run_reporting_errors
+from .runtime import BACKENDS, derived_path, is_shipped
+from .weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
+
+BACKEND_HELP = ("auto: the checkpoint's int8 ONNX model where one was made from it (the shipped model has one), "
+                "else its float ONNX model, else torch")
+
+
+def writable_output(path: Path) -> Path:
+    """``path`` for a file a command writes: never inside the package's shipped models."""
+    if Path(path).resolve().parent == WEIGHTS_DIR:
+        raise ValueError(f"{path}: the shipped models are read-only; write somewhere else")
+    return Path(path)
+
+
+def evaluation_dir(checkpoint) -> Path:
+    """Where ``evaluate`` writes its figure without ``--out``: beside the checkpoint, except for the
+    shipped models (their folder is no place for results): ./evaluation."""
+    return Path("evaluation") if is_shipped(checkpoint) else Path(checkpoint).resolve().parent
+
+
+def evaluate(args) -> int:
+    from .engine import select_device
+    from .evaluation import face_metrics, predict_records, records_from_labels
+    from .labels import ParseStats
+    from .metrics import json_summary, summary_table
+    from .plots import plot_ced
+    from .runtime import load
+    model, payload, backend = load(args.checkpoint, args.backend)
+    print(f"network: {args.checkpoint} ({backend})")
+    device = select_device(args.no_cuda or backend != "torch")
+    model.to(device)
+    config = payload["config"]
+    stats = ParseStats()
+    records = records_from_labels(args.data, config["expand_ratio"], skip_bad=args.skip_bad,
+                                  negative=args.negative, stats=stats)
+    if not records:
+        raise ValueError(f"no usable faces under {args.data} ({stats.summary()})")
+    result = predict_records(model, config, records, args.data, device, batch_size=args.batch_size,
+                             cache_dir=args.cache_dir, progress=not args.no_progress)
+    metrics = face_metrics(records, result)
+    out = args.out or evaluation_dir(args.checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    ced = plot_ced({f"{config['arch']} on {args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
+    print(summary_table(metrics, f"{args.checkpoint} on {args.data} ({stats.summary()})"))
+    print(f"cumulative error curve: {ced}")
+    print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), backend=backend, data=str(args.data),
+                                  label_counts=dict(stats.counts))))
+    return 0
+
+
+def predict(args) -> int:
+    """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
+    from .api import FaceLandmarker
+    from .photos import find_photos, open_photo, write_outputs
+    landmarker = FaceLandmarker(args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads,
+                                face_threshold=args.face_threshold, min_face=args.min_face,
+                                refine=not args.no_refine, detect_max_side=args.detect_max_side)
+    print(f"network: {landmarker.checkpoint} ({landmarker.backend})")
+    photos = find_photos(args.paths)
+    if not photos:
+        raise FileNotFoundError(f"no photos under {' '.join(map(str, args.paths))}")
+    failed, stems = 0, set()
+    for path in photos:
+        try:
+            image = open_photo(path)
+            result = landmarker.process(image)
+        except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
+            print(f"error: {path}: {error} (skipped)", file=sys.stderr)
+            failed += 1
+            continue
+        stem = path.stem
+        while stem in stems:  # two inputs with one name (from different folders) keep both outputs
+            stem += "_"
+        stems.add(stem)
+        record = result.as_json(str(path), str(landmarker.checkpoint), args.detector)
+        json_path, image_path = write_outputs(args.out, stem, image, result, record)
+        print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
+              f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
+    if failed:
+        print(f"{failed} of {len(photos)} photo(s) could not be processed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def quantize(args) -> int:
+    import numpy as np
+    import torch
+
+    from .cache import load_crops
+    from .checkpoint import load_model
+    from .engine import model_outputs
+    from .export import export_onnx, stamp_source
+    from .labels import read_list
+    from .lists import resolve_data_root
+    from .quantize import quantize_onnx
+    from .runtime import OnnxModel
+    from .transforms import crops_to_batch
+    out = writable_output(args.out or derived_path(args.checkpoint, "onnx-int8"))
+    model, payload = load_model(args.checkpoint)
+    config = payload["config"]
+    records = read_list(args.list)
+    step = max(1, len(records) // args.samples)
+    records = records[::step][: args.samples]
+    crops = load_crops([(r.image, r.box) for r in records], resolve_data_root(args.data_root), config["input_size"],
+                       args.cache_dir, sources=[r.source for r in records], progress=not args.no_progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    float_path = export_onnx(model, out.with_name(out.name.replace(".int8", "") + ".float.tmp.onnx"),
+                             config["input_size"])
+    try:
+        quantize_onnx(float_path, out, crops, config["normalize"])
+        stamp_source(out, args.checkpoint)
+    finally:
+        float_path.unlink(missing_ok=True)
+    batch = crops_to_batch(crops, config["normalize"])
+    with torch.no_grad():
+        expected = model_outputs(model, batch)[0]
+    got = model_outputs(OnnxModel(out), batch)[0]
+    faces = np.array([r.is_face for r in records])
+    shift = float(np.abs(expected.numpy() - got.numpy())[faces].mean()) if faces.any() else 0.0
+    print(f"int8 vs float on the {int(faces.sum())} faces among the {len(crops)} calibration crops: "
+          f"mean keypoint coordinate difference {shift:.3f} px (112-px frame)")
+    print(f"wrote {out}")
+    return 0
+
+
+def export(args) -> int:
+    import numpy as np
+    import torch
+
+    from .checkpoint import load_model
+    from .export import export_onnx, stamp_source
+    from .runtime import OnnxModel
+    out = writable_output(args.out or derived_path(args.checkpoint, "onnx"))
+    model, payload = load_model(args.checkpoint)
+    path = export_onnx(model, out, payload["config"]["input_size"], args.opset)
+    stamp_source(path, args.checkpoint)
+    if not args.no_check:
+        images = torch.randn(8, 1, payload["config"]["input_size"], payload["config"]["input_size"])
+        with torch.no_grad():
+            expected = model(images)
+        got = OnnxModel(path)(images)
+        pairs = zip(expected, got) if isinstance(expected, tuple) else [(expected, got)]
+        worst = max(float(np.abs(e.numpy() - g.numpy()).max()) for e, g in pairs)
+        print(f"onnxruntime vs torch on a batch of 8: max abs difference {worst:.2e}")
+        if worst > 1e-4:
+            path.unlink(missing_ok=True)
+            raise ValueError(f"{path}: ONNX Runtime differs from PyTorch by {worst:.2e} (> 1e-4); removed")
+    print(f"wrote {path}")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="facial-keypoints", description=__doc__.split("\n\n")[0], formatter_class=fmt)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pr = commands.add_parser("predict", formatter_class=fmt,
+                             help="keypoints on whole photos: a JSON file and an annotated image each")
+    pr.add_argument("paths", nargs="+", type=Path, help="photos, or folders searched recursively")
+    pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
+    pr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
+    pr.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
+                    help="where candidate faces come from (both ship their weights in their packages)")
+    pr.add_argument("--min-face", type=positive_int, default=40, help="smallest face the detector looks for, pixels")
+    pr.add_argument("--face-threshold", type=float, default=None,
+                    help="face probability a candidate needs (None: the checkpoint's, else 0.5)")
+    pr.add_argument("--detect-max-side", type=positive_int, default=1280,
+                    help="larger photos are shrunk to this for the detector (crops use full resolution)")
+    pr.add_argument("--no-refine", action="store_true",
+                    help="one network pass on the detector's box instead of a second one on the box the first "
+                         "pass's keypoints imply")
+    pr.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: all cores)")
+    pr.set_defaults(func=predict)
+
+    ev = commands.add_parser("evaluate", formatter_class=fmt,
+                             help="the keypoint metrics of a model on a folder of label.txt files")
+    ev.add_argument("--data", required=True, type=Path, help="a folder with label.txt files (searched recursively)")
+    ev.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
+    ev.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
+    ev.add_argument("--out", type=Path, default=None,
+                    help="folder for ced.png (None: beside the checkpoint; ./evaluation for the shipped model)")
+    ev.add_argument("--batch-size", type=positive_int, default=256, help="faces per network call")
+    ev.add_argument("--negative", choices=("clamp", "drop"), default="clamp",
+                    help="label coordinates below 0: clamp them to 0, or drop the face")
+    ev.add_argument("--skip-bad", action="store_true", help="count and skip bad lines and photos instead of stopping")
+    ev.add_argument("--cache-dir", type=Path, default=None, help="crop cache (None: $FKD_CACHE_DIR or ~/.cache)")
+    ev.add_argument("--no-cuda", action="store_true", help="stay on the CPU even if a GPU is present")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=evaluate)
+
+    ex = commands.add_parser("export", formatter_class=fmt,
+                             help="a checkpoint as ONNX (dynamic batch), checked against PyTorch")
+    ex.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
+    ex.add_argument("--out", type=Path, default=None,
+                    help="the .onnx file (None: CHECKPOINT.onnx beside it; the user cache for the shipped model)")
+    ex.add_argument("--opset", type=positive_int, default=17, help="ONNX opset")
+    ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
+    ex.set_defaults(func=export)
+
+    qu = commands.add_parser("quantize", formatter_class=fmt,
+                             help="an int8 ONNX model of a checkpoint, calibrated on crops of a list")
+    qu.add_argument("--list", required=True, type=Path, help="a list file whose crops calibrate (stage3/train.txt)")
+    qu.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
+    qu.add_argument("--data-root", default=None, help="the list's data root (None: $FKD_DATA_ROOT, else data/)")
+    qu.add_argument("--samples", type=positive_int, default=212, help="calibration crops, spread over the list")
+    qu.add_argument("--out", type=Path, default=None,
+                    help="the .int8.onnx file (None: CHECKPOINT.int8.onnx beside it; the user cache for the "
+                         "shipped model)")
+    qu.add_argument("--cache-dir", type=Path, default=None, help="crop cache (None: $FKD_CACHE_DIR or ~/.cache)")
+    qu.add_argument("--no-progress", action="store_true", help="no progress bar")
+    qu.set_defaults(func=quantize)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_reporting_errors(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
