@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_table  # noqa: E402
+from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.images import crop_resized, crop_warped, load_gray  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402

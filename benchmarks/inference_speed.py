@@ -26,8 +26,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_table  # noqa: E402
+from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.export import export_onnx  # noqa: E402
 from facial_keypoints.checkpoint import load_model  # noqa: E402

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from common import machine  # noqa: E402
+from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints import engine  # noqa: E402
 from facial_keypoints.augment import add_augmentation_arguments, train_transform  # noqa: E402

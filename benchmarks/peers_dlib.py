@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_table  # noqa: E402
+from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
 from facial_keypoints.face_detection import adjust_boxes  # noqa: E402

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,11 +20,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "stage2"))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from common import append_row, machine, ms_per_face, read_rows  # noqa: E402
-from detector import detector as stage2_detector  # noqa: E402  (stage2/detector.py)
+from common import append_row, machine, ms_per_face, read_rows  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.checkpoint import load_checkpoint, load_model  # noqa: E402
 from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
@@ -96,7 +94,7 @@ def main(argv=None) -> int:
             common += ["--cache-dir", args.cache_dir]
         argv = [str(a) for a in [*flags, *common] if a != ""]
         print(f"== {key}: {what} ({epochs} epochs)", flush=True)
-        if stage2_detector().main(["--phase", "train", *argv]) != 0:
+        if subprocess.run([sys.executable, str(REPO / "stage2" / "detector.py"), "--phase", "train", *argv]).returncode:
             raise SystemExit(f"training {key} failed")
         row = evaluate(key, what, save, lists, args)
         append_row(results, row)

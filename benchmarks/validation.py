@@ -1,7 +1,7 @@
 """The validation figures a stage-3 model is chosen by, for one or more checkpoints side by side.
 
     python benchmarks/validation.py --data-root ../shared/data                   # the shipped model
-    python benchmarks/validation.py A.pt B.pt C.pt --backend torch --data-root ../shared/data
+    python benchmarks/validation.py A.pt B.pt C.pt --backends torch --data-root ../shared/data
 
 Every figure comes from the validation split of stage3/train.txt (the photos training held
 out: 10 % of the training photos, ``--split-seed 1`` as every recipe uses; never the test
@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
@@ -69,7 +68,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", type=Path, nargs="*", default=[DEFAULT_CHECKPOINT],
                         help="stage-3 checkpoints (two-headed)")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="as predict's --backend")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=["auto"],
+                        help="a row per checkpoint and backend (as predict's --backend)")
     parser.add_argument("--data-root", default=None, help="None: $FKD_DATA_ROOT, else data/")
     parser.add_argument("--train-list", type=Path, default=REPO / "stage3" / "train.txt")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="as the training runs'")
@@ -95,8 +95,8 @@ def main(argv=None) -> int:
              "| photo recall / false faces per photo | the same with --no-refine |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
-    for checkpoint in args.checkpoints:
-        model, payload, backend = load(checkpoint, args.backend, threads=2)
+    for checkpoint, wanted in ((c, b) for c in args.checkpoints for b in args.backends):
+        model, payload, backend = load(checkpoint, wanted, threads=2)
         config = payload["config"]
         threshold = face_threshold_of(config)
         cells = []

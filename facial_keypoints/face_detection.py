@@ -48,9 +48,12 @@ class MtcnnDetector:
                 from error
         self.net = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), device="cpu",
                          post_process=False, select_largest=False)
+        self.min_face = min_face
 
     def __call__(self, rgb: np.ndarray) -> Detections:
         import torch
+        if min(rgb.shape[:2]) < self.min_face:  # no face fits, and MTCNN's empty image pyramid would raise
+            return Detections(np.zeros((0, 4)), np.zeros(0))
         with torch.no_grad():
             boxes, scores = self.net.detect(rgb)
         if boxes is None:

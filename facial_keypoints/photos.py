@@ -134,8 +134,8 @@ class PhotoPredictor:
         With ``refine`` (the default) each candidate is cropped a second time, from
         the box its first keypoints imply (``geometry.box_from_keypoints``), and run
         again: the detector frames faces its own way (and turned faces badly), while
-        the network was trained on crops of the labelled boxes.  On the validation
-        photos this found 97.8 % of the faces at IoU >= 0.5 instead of 96.7 %.
+        the network was trained on crops of the labelled boxes (benchmarks/validation.py
+        reports the validation photos' recall with and without it).
         """
         width, height = image.size
         result = PhotoResult(width, height)

@@ -86,3 +86,7 @@ def test_a_bad_thread_count_is_refused_in_one_line(capsys):
     with pytest.raises(SystemExit):
         cli(["predict", "x.jpg", "--threads", "-1"])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_a_photo_smaller_than_the_smallest_face_has_no_faces(landmarker):
+    assert landmarker.detect(np.full((30, 50, 3), 128, np.uint8)) == []
