@@ -13,12 +13,12 @@ from .plots import draw_points, grid
 
 def add_list_arguments(parser, stage_dir: Path) -> None:
     parser.add_argument("--data-root", default=None,
-                        help="folder holding I/, II/, ... each with label.txt (default: $FKD_DATA_ROOT or data/)")
+                        help="folder holding I/, II/, ... each with label.txt (None: $FKD_DATA_ROOT, else data/)")
     parser.add_argument("--out-dir", type=Path, default=stage_dir, help="where train.txt/test.txt go")
     parser.add_argument("--expand-ratio", type=float, default=0.25,
                         help="grow each face box by this fraction of its width/height on every side")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of photos in the test list")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="the split's seed")
     parser.add_argument("--negative", choices=("clamp", "drop"), default="clamp",
                         help="what to do with faces that have slightly negative coordinates")
     parser.add_argument("--skip-bad", action="store_true",

@@ -96,10 +96,10 @@ def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--backbone", required=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a trained two-headed checkpoint")
+    parser.add_argument("out", type=Path, help="the new checkpoint")
+    parser.add_argument("--backbone", required=True, help="the registered backbone to move onto")
     parser.add_argument("--narrow", action="store_true",
                         help="start narrower layers from the trained channels with the largest batch-norm scales")
     args = parser.parse_args(argv)

@@ -39,11 +39,11 @@ def sample_picture(sample: dict, scale: int = 2) -> Image.Image:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="draw a few transformed samples")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--list", type=Path, default=STAGE_DIR / "train.txt")
-    parser.add_argument("--num", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples")
+    parser = argparse.ArgumentParser(description="draw a few transformed samples", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    parser.add_argument("--list", type=Path, default=STAGE_DIR / "train.txt", help="the list to draw from")
+    parser.add_argument("--num", type=int, default=8, help="samples to draw")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples", help="output folder")
     args = parser.parse_args(argv)
     dataset = FaceCrops.from_list(args.list, resolve_data_root(args.data_root), transform=train_transform())
     args.out.mkdir(parents=True, exist_ok=True)

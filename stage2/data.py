@@ -30,12 +30,12 @@ def picture(sample: dict, scale: int = 2) -> Image.Image:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="draw augmented samples")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--list", type=Path, default=STAGE_DIR / "train.txt")
-    parser.add_argument("--num", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples")
+    parser = argparse.ArgumentParser(description="draw augmented samples", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    parser.add_argument("--list", type=Path, default=STAGE_DIR / "train.txt", help="the list to draw from")
+    parser.add_argument("--num", type=int, default=4, help="faces to draw")
+    parser.add_argument("--repeats", type=int, default=6, help="augmented draws of each face")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples", help="output folder")
     add_augmentation_arguments(parser)
     args = parser.parse_args(argv)
     dataset = augmented_dataset(args.list, args.data_root, args)

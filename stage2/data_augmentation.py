@@ -34,11 +34,12 @@ def colour_copy(image: Image.Image, rng: np.random.Generator, strength: float) -
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=STAGE_DIR / "augmented")
+    parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "augmented",
+                        help="output folder for the copies and their label.txt files (outside the data root)")
     parser.add_argument("--copies", type=int, default=1, help="copies per photo")
     parser.add_argument("--strength", type=float, default=0.4, help="factors drawn from [1-s, 1+s]")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="the random factors' seed")
     args = parser.parse_args(argv)
     try:
         root = resolve_data_root(args.data_root).resolve()

@@ -32,12 +32,13 @@ def picture(sample: dict, scale: int = 2) -> Image.Image:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="draw augmented faces and non-faces of a stage-3 list")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--list", type=Path, default=STAGE_DIR / "train.txt")
-    parser.add_argument("--num", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples")
+    parser = argparse.ArgumentParser(description="draw augmented faces and non-faces of a stage-3 list",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    parser.add_argument("--list", type=Path, default=STAGE_DIR / "train.txt", help="the list to draw from")
+    parser.add_argument("--num", type=int, default=12, help="crops to draw")
+    parser.add_argument("--seed", type=int, default=0, help="which crops and augmentations")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "samples", help="output folder")
     add_augmentation_arguments(parser)
     args = parser.parse_args(argv)
     dataset = augmented_dataset(args.list, args.data_root, args)

@@ -74,13 +74,15 @@ def faces_beyond(faces, records, tolerance: float = 0.5) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--train-list", type=Path, default=STAGE_DIR / "train.txt")
-    parser.add_argument("--out", type=Path, default=STAGE_DIR / "train_detector.txt")
-    parser.add_argument("--expand-ratio", type=float, default=0.25)
-    parser.add_argument("--max-iou", type=float, default=0.3)
-    parser.add_argument("--detector", default="mtcnn")
-    parser.add_argument("--min-face", type=int, default=40)
+    parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    parser.add_argument("--train-list", type=Path, default=STAGE_DIR / "train.txt",
+                        help="the training list whose photos are searched")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "train_detector.txt", help="the list written")
+    parser.add_argument("--expand-ratio", type=float, default=0.25, help="crop expansion, as the lists'")
+    parser.add_argument("--max-iou", type=float, default=0.3,
+                        help="a detection below this IoU with every labelled face is a false detection")
+    parser.add_argument("--detector", default="mtcnn", help="mtcnn or haar")
+    parser.add_argument("--min-face", type=int, default=40, help="smallest face the detector looks for, pixels")
     parser.add_argument("--thresholds", type=float, nargs=3, default=(0.5, 0.6, 0.6), metavar=("P", "R", "O"),
                         help="MTCNN's three stage thresholds (lower: more, harder false detections)")
     parser.add_argument("--new-only", action="store_true",
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--faces-beyond", type=Path, default=None, metavar="LIST",
                         help="write LIST's lines and only the faces this detector finds that LIST has not "
                              "(no false detections): hard faces for detector.py --extra-list")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     def run():

@@ -27,11 +27,12 @@ def add_non_face_arguments(parser) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=STAGE_DIR / "not_faces.txt")
-    parser.add_argument("--per-photo", type=int, default=2)
-    parser.add_argument("--expand-ratio", type=float, default=0.25)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
+    parser.add_argument("--out", type=Path, default=STAGE_DIR / "not_faces.txt", help="the non-face list")
+    parser.add_argument("--per-photo", type=int, default=2, help="non-faces drawn per photo")
+    parser.add_argument("--expand-ratio", type=float, default=0.25,
+                        help="each square grows by this share of its side, as face boxes do")
+    parser.add_argument("--seed", type=int, default=1, help="the draw's seed (per photo)")
     parser.add_argument("--verify", type=int, default=0, metavar="N", help="draw N crops into OUT_DIR/verify_non_faces/")
     add_non_face_arguments(parser)
     return run_reporting_errors(write_non_faces, parser.parse_args(argv))
