@@ -9,6 +9,7 @@ re-seeds it at the start of every epoch).  Never a pickled model object.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def save_checkpoint(payload: dict, path) -> Path:
     return path
 
 
+def refusal(error: Exception) -> str:
+    """One line in our words for a file ``torch.load(weights_only=True)`` refused; torch's own text
+    (which suggests ``weights_only=False``, the one thing never to do with a file one does not trust)
+    is not repeated."""
+    text = str(error)
+    wanted = re.search(r"unsupported GLOBAL (\S+)", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if wanted:
+        return (f"not a facial_keypoints checkpoint: it asks to run {wanted.group(1)} when loaded; refused "
+                "(it was not run)")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if first.startswith("Weights only load failed"):
+        first = "it holds objects other than tensors and plain values"
+    return f"not a readable checkpoint (corrupt, truncated, or not saved by this project): {first}"
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
@@ -88,9 +104,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
         # (UnpicklingError, EOFError, but also IndexError, KeyError, UnicodeDecodeError ...)
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated, "
-                              f"or not saved by this project): {first}") from None
+        raise CheckpointError(f"{path}: {refusal(error)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facial_keypoints checkpoint (no '{FORMAT}' marker); "
                               "train one with stageN/detector.py --phase train")

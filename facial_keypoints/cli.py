@@ -40,6 +40,7 @@ def evaluate(args) -> int:
     from .metrics import json_summary, summary_table
     from .plots import plot_ced
     from .runtime import load
+    out = output_folder(args.out or evaluation_dir(args.checkpoint))
     model, payload, backend = load(args.checkpoint, args.backend)
     print(f"network: {args.checkpoint} ({backend})")
     device = select_device(args.no_cuda or backend != "torch")
@@ -53,8 +54,6 @@ def evaluate(args) -> int:
     result = predict_records(model, config, records, args.data, device, batch_size=args.batch_size,
                              cache_dir=args.cache_dir, progress=not args.no_progress)
     metrics = face_metrics(records, result)
-    out = args.out or evaluation_dir(args.checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
     ced = plot_ced({f"{config['arch']} on {args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
     print(summary_table(metrics, f"{args.checkpoint} on {args.data} ({stats.summary()})"))
     print(f"cumulative error curve: {ced}")
@@ -63,32 +62,49 @@ def evaluate(args) -> int:
     return 0
 
 
+def output_folder(path: Path) -> Path:
+    """``path`` as a folder that outputs can go to, made now, before any work: one line if it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {path}: cannot create the folder ({error.strerror})") from None
+    return path
+
+
 def predict(args) -> int:
     """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
     from .api import FaceLandmarker
-    from .photos import find_photos, open_photo, write_outputs
+    from .photos import find_photos, open_photo, output_stems, write_outputs
+    for folder in (p for p in args.paths if p.is_dir()):
+        if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
+            raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
+    photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
+    if not photos:
+        raise FileNotFoundError(f"no photos under {' '.join(map(str, args.paths))}")
+    output_folder(args.out)
     landmarker = FaceLandmarker(args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads,
                                 face_threshold=args.face_threshold, min_face=args.min_face,
                                 refine=not args.no_refine, detect_max_side=args.detect_max_side)
     print(f"network: {landmarker.checkpoint} ({landmarker.backend})")
-    photos = find_photos(args.paths)
-    if not photos:
-        raise FileNotFoundError(f"no photos under {' '.join(map(str, args.paths))}")
-    failed, stems = 0, set()
-    for path in photos:
+    failed = 0
+    for path, stem in zip(photos, output_stems(photos, args.out)):
         try:
             image = open_photo(path)
             result = landmarker.process(image)
         except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
-            print(f"error: {path}: {error} (skipped)", file=sys.stderr)
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"  # name the photo once
+            print(f"error: {message} (skipped)", file=sys.stderr)
             failed += 1
             continue
-        stem = path.stem
-        while stem in stems:  # two inputs with one name (from different folders) keep both outputs
-            stem += "_"
-        stems.add(stem)
         record = result.as_json(str(path), str(landmarker.checkpoint), args.detector)
-        json_path, image_path = write_outputs(args.out, stem, image, result, record)
+        try:
+            json_path, image_path = write_outputs(args.out, stem, image, result, record)
+        except OSError as error:  # a full disk or a read-only folder: no later photo would fare better
+            print(f"error: cannot write {error.filename or args.out / stem}: {error.strerror or error}; "
+                  "stopped (every file written so far is whole)", file=sys.stderr)
+            return 1
         print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
               f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
     if failed:
@@ -145,6 +161,9 @@ def export(args) -> int:
     from .export import export_onnx, stamp_source
     from .runtime import OnnxModel
     out = writable_output(args.out or derived_path(args.checkpoint, "onnx"))
+    output_folder(out.parent)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the .onnx file's path")
     model, payload = load_model(args.checkpoint)
     path = export_onnx(model, out, payload["config"]["input_size"], args.opset)
     stamp_source(path, args.checkpoint)

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 from .cache import load_crops
 from .geometry import to_frame
 from .keypoints import NUM_POINTS
-from .labels import ListRecord, read_list
+from .labels import LabelError, ListRecord, read_list
 
 
 class FaceCrops(Dataset):
@@ -36,6 +36,12 @@ class FaceCrops(Dataset):
         self.frame_keypoints = np.stack([
             to_frame(r.keypoints, r.box, size) if r.is_face else np.zeros((NUM_POINTS, 2))
             for r in records]).astype(np.float32)
+        # A point more than half the crop outside it is a wrong number, which would poison the loss.
+        far = np.flatnonzero(np.abs(self.frame_keypoints - size / 2).max(axis=(1, 2)) > size)
+        if len(far):
+            record = records[int(far[0])]
+            raise LabelError(record.source, f"a keypoint lies far outside its crop box {record.box.tolist()} "
+                                            f"({len(far)} such line(s) in the list); regenerate the list")
         self.keypoint_labelled = (np.ones(len(records), dtype=bool) if keypoint_labelled is None
                                   else np.asarray(keypoint_labelled, dtype=bool))
         if self.keypoint_labelled.shape != (len(records),):

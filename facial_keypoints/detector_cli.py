@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,8 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--freeze", nargs="*", default=[], metavar="NAME",
                    help="finetune: layer names (or prefixes) to freeze, e.g. conv1_1 features")
     p.add_argument("--resume", action="store_true", help="train: continue from SAVE_DIRECTORY/last.pt")
+    p.add_argument("--force-resume", action="store_true",
+                   help="with --resume: continue even if the checkpoint was trained on another list or backbone")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="train/finetune: validate, checkpoint and ship an exponential moving average of the "
                         "weights (e.g. 0.999: about the last 1,000 steps; 0: off)")
@@ -194,6 +197,64 @@ def resize_input(model, config: dict, size: int, path="checkpoint"):
     return resized
 
 
+def check_numbers(args) -> None:
+    """One clear line for a setting no run can use, before any work starts."""
+    for flag, minimum in (("epochs", 1), ("batch_size", 1), ("test_batch_size", 1), ("num_predict", 0),
+                          ("workers", 0)):
+        if getattr(args, flag) < minimum:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least {minimum}, not {getattr(args, flag)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, not {args.threads}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be above 0, not {args.lr:g}")
+    if args.input_size is not None and args.input_size < 16:
+        raise ValueError(f"--input-size must be at least 16 pixels, not {args.input_size}")
+
+
+class SaveDirectoryBusy(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def save_directory_lock(folder: Path):
+    """Hold ``folder/.lock`` (with this process's pid) while a run trains into ``folder``.
+
+    A second run into a folder a live run holds is refused: the last to finish would silently
+    overwrite the other's best.pt.  A lock whose process is gone (a crash, a kill) is taken over.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    while True:
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _alive(holder):
+                raise SaveDirectoryBusy(f"{folder} is in use by another training run (pid {holder}, {lock}); "
+                                        "wait for it, or give --save-directory another folder") from None
+            lock.unlink(missing_ok=True)  # left by a run that no longer exists
+    os.write(handle, str(os.getpid()).encode())
+    os.close(handle)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Detector:
     """One stage's phases.  Stages customise by passing ``train_transform`` and ``loss_factory``."""
 
@@ -214,10 +275,13 @@ class Detector:
         return parser
 
     def main(self, argv=None) -> int:
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = self.parser().parse_args(argv)
+        args.given = {a.split("=")[0] for a in argv if a.startswith("--")}  # flags the user typed
         try:
+            check_numbers(args)
             return self.run(args)
-        except (*USER_ERRORS, KeyError, OSError, engine.NonFiniteLossError) as error:
+        except (*USER_ERRORS, KeyError, OSError, engine.NonFiniteLossError, SaveDirectoryBusy) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             print(f"error: {message}", file=sys.stderr)
             return 2
@@ -237,8 +301,15 @@ class Detector:
         result = phase()
         return 0 if result is None else result
 
+    def check_heads(self, arch: str, source) -> None:
+        """Stage 3 trains two-headed models (its loss needs the face/non-face logits)."""
+        if self.defaults.get("arch") == "face_keypoints" and arch != "face_keypoints":
+            raise ValueError(f"{source}: stage 3 trains two-headed face_keypoints models, not {arch!r} (one head: "
+                             "keypoints only); choose the network with --backbone, or use stage 1 or 2")
+
     # ---- data ---------------------------------------------------------------------
     def config(self) -> dict:
+        self.check_heads(self.args.arch, "--arch")
         settings = list_settings(self.args.train_list)
         backbone = getattr(self.args, "backbone", None)
         return {"arch": self.args.arch, "model_kwargs": {"backbone": backbone} if backbone else {},
@@ -248,7 +319,7 @@ class Detector:
 
     def datasets(self, config: dict):
         records = read_list(self.args.train_list)
-        train, val = split_by_photo(records, self.args.val_fraction, split_seed(self.args))
+        train, val = split_by_photo(records, self.args.val_fraction, split_seed(self.args), flag="--val-fraction")
         transform = self.train_transform(self.args, config) if self.train_transform else eval_transform(
             config["normalize"])
         common = dict(data_root=self.root, size=config["input_size"], cache_dir=self.args.cache_dir,
@@ -282,7 +353,11 @@ class Detector:
         return records, keep
 
     # ---- phases -------------------------------------------------------------------
-    def phase_train(self, model=None, config=None, start_payload=None, lr=None):
+    def phase_train(self, model=None, config=None, lr=None):
+        with save_directory_lock(self.args.save_directory):
+            return self.train_loop(model, config, lr)
+
+    def train_loop(self, model=None, config=None, lr=None):
         args = self.args
         config = config or self.config()
         train_set, val_set = self.datasets(config)
@@ -309,6 +384,13 @@ class Detector:
             if payload["config"]["arch"] != config["arch"]:
                 raise CheckpointError(f"{save_dir / 'last.pt'} holds a {payload['config']['arch']!r} model, "
                                       f"not {config['arch']!r}")
+            resumed_from = payload.get("args", {})
+            changed = [f"--{key.replace('_', '-')} {resumed_from.get(key)} -> {getattr(args, key)}"
+                       for key in ("train_list", "backbone") if key in resumed_from and hasattr(args, key)
+                       and str(resumed_from[key]) != str(getattr(args, key))]
+            if changed and not args.force_resume:
+                raise CheckpointError(f"{save_dir / 'last.pt'} was trained with other settings ({'; '.join(changed)}); "
+                                      "resuming would mix two runs: give the same flags, or --force-resume")
             if (average is None) != (payload.get("ema") is None):
                 how = "with" if payload.get("ema") else "without"
                 raise CheckpointError(f"{save_dir / 'last.pt'} was trained {how} --ema: resume it the same way")
@@ -340,9 +422,16 @@ class Detector:
             train_loader = engine.make_loader(train_set, args.batch_size, shuffle=True, workers=args.workers,
                                               generator=generator)
             started = time.perf_counter()
-            stats = engine.train_one_epoch(model, train_loader, optimizer, loss_fn, self.device, epoch,
-                                           log=log.info, log_interval=args.log_interval, clip_grad=args.clip_grad,
-                                           after_step=after_step)
+            try:
+                stats = engine.train_one_epoch(model, train_loader, optimizer, loss_fn, self.device, epoch,
+                                               log=log.info, log_interval=args.log_interval,
+                                               clip_grad=args.clip_grad, after_step=after_step)
+            except engine.NonFiniteLossError as error:
+                lines = ", ".join(train_set.records[i].source or f"sample {i}" for i in error.indices[:8])
+                raise engine.NonFiniteLossError(
+                    f"{error}. The batch's list lines: {lines}{' ...' if len(error.indices) > 8 else ''}. "
+                    "Look at those labels first (gen_train_test.py checks them against their photos); if they "
+                    "are right, a lower --lr or --clip-grad keeps the steps smaller") from None
             with average.applied_to(model) if average else contextlib.nullcontext() as own_weights:
                 val = engine.run_inference(model, val_loader, self.device, loss_fn,
                                            extra_losses={"labels": labels_loss} if labels_loss else None)
@@ -393,6 +482,7 @@ class Detector:
     def phase_test(self):
         path = self.checkpoint_path()
         model, payload, backend = load_runtime(path, self.args.backend)
+        self.check_heads(payload["config"]["arch"], path)
         if backend == "torch":
             model = model.to(self.device)
         else:  # ONNX Runtime runs on the CPU; the crops and metrics are the same code
@@ -431,6 +521,11 @@ class Detector:
         model, payload = load_model(path)
         model.to(self.device)
         config = payload["config"]
+        if "--arch" in self.args.given and self.args.arch != config["arch"]:
+            raise ValueError(f"--arch {self.args.arch}: {path} holds a {config['arch']!r} model, and finetune "
+                             "continues the checkpoint's own network (recipes/change_backbone.py moves a trained "
+                             "model onto another backbone)")
+        self.check_heads(config["arch"], path)
         if self.args.input_size and self.args.input_size != config["input_size"]:
             model = resize_input(model, config, self.args.input_size, path).to(self.device)
             config = dict(config, input_size=self.args.input_size)

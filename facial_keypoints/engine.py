@@ -16,7 +16,11 @@ from .keypoints import NUM_POINTS
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """The loss of one batch was nan or inf; ``indices`` are that batch's samples in the dataset."""
+
+    def __init__(self, message: str, indices=()):
+        super().__init__(message)
+        self.indices = [int(i) for i in indices]
 
 
 def make_loader(dataset, batch_size: int, *, shuffle: bool, workers: int = 0, generator=None) -> DataLoader:
@@ -57,9 +61,8 @@ def train_one_epoch(model, loader, optimizer, loss_fn, device, epoch: int, *, lo
         keypoints, logits = model_outputs(model, images)
         loss = loss_fn(keypoints, logits, {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
         if not math.isfinite(loss.item()):
-            raise NonFiniteLossError(
-                f"epoch {epoch}, batch {step}: the loss became {loss.item()}; training stopped "
-                "(lower --lr, or check the inputs); the last good checkpoint is kept")
+            raise NonFiniteLossError(f"epoch {epoch}, batch {step}: the loss became {loss.item()}; training "
+                                     "stopped, the last good checkpoint is kept", batch.get("index", ()))
         loss.backward()
         if clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)

@@ -7,6 +7,7 @@ from pathlib import Path
 from .evaluation import records_from_labels
 from .images import load_gray
 from .labels import ParseStats, write_list
+from .atomic import atomic_output
 from .lists import blank_faces, photo_of, split_by_photo
 from .plots import draw_points, grid
 
@@ -41,10 +42,18 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     left out unless ``args.keep_blank_faces``, each named with its label line.
     """
     from .lists import resolve_data_root
+    if args.expand_ratio < 0:
+        raise ValueError(f"--expand-ratio must be 0 or more (a share of the box added on every side), "
+                         f"not {args.expand_ratio:g}")
+    out = Path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out-dir {out} is a file, not a folder")
     root = resolve_data_root(args.data_root)
     stats = ParseStats()
     records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad,
                                   negative=args.negative, stats=stats)
+    if not records:  # never replace lists with empty ones
+        raise ValueError(f"no usable faces under {root} ({stats.summary()}); the lists were not written")
     if face_label is not None:
         for record in records:
             record.label = face_label
@@ -59,7 +68,6 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     test = [r for r in test if id(r) not in left_out]
     if drop_from_test:
         test = [r for r in test if not drop_from_test(r.image)]
-    out = Path(args.out_dir)
     write_list(out / "train.txt", train)
     write_list(out / "test.txt", test)
     summary = {
@@ -70,7 +78,8 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         "train_photos": len({photo_key(r.image) for r in train}),
         "test_photos": len({photo_key(r.image) for r in test}),
     }
-    (out / "lists.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_output(out / "lists.json") as partial:
+        partial.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"read {stats['lines']} label lines under {root}: {stats.summary()}")
     print(f"wrote {out / 'train.txt'} ({_count(train)}, {summary['train_photos']} photos) and "
           f"{out / 'test.txt'} ({_count(test)}, {summary['test_photos']} photos)")

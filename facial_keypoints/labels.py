@@ -111,12 +111,25 @@ def parse_label_line(line: str, source: str, image_prefix: str = "") -> FaceLabe
     return FaceLabel(image=image, box=box, keypoints=values[4:].reshape(NUM_POINTS, 2), source=source)
 
 
+# How far outside its photo a label may reach, as a share of its box's longer side: faces cut by the
+# photo's edge have boxes and points beyond it (up to 0.43 of the box in this data set).
+OUTSIDE_MARGIN = 0.5
+
+
 def apply_negative_policy(face: FaceLabel, policy: str, stats: ParseStats) -> FaceLabel | None:
-    """Slightly negative coordinates (a point just outside the image): clamp to 0 or drop the face."""
+    """Slightly negative coordinates (a point just outside the image): clamp to 0 or drop the face.
+
+    More negative than ``OUTSIDE_MARGIN`` of the box's side is no face at the edge but a wrong
+    number: a LabelError naming the line."""
     if policy not in ("clamp", "drop"):
         raise ValueError(f"negative policy must be 'clamp' or 'drop', not {policy!r}")
     if (face.box >= 0).all() and (face.keypoints >= 0).all():
         return face
+    side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+    lowest = float(min(face.box.min(), face.keypoints.min()))
+    if lowest < -OUTSIDE_MARGIN * side:
+        raise LabelError(face.source, f"coordinate {lowest:g} lies outside the photo by more than half the face box "
+                                      f"({side:.0f} px)")
     if policy == "drop":
         stats.add("dropped_negative")
         return None
@@ -140,22 +153,29 @@ def read_label_file(path: str | os.PathLike, data_root: str | os.PathLike, *,
     prefix = Path(os.path.relpath(path.parent, data_root)).as_posix()
     prefix = "" if prefix == "." else prefix
     faces = []
-    with open(path, encoding="utf-8", newline=None) as handle:  # universal newlines: CRLF and LF
+    lines = 0
+    # universal newlines (CRLF and LF); utf-8-sig drops a byte-order mark, which would otherwise
+    # become part of the first image's name
+    with open(path, encoding="utf-8-sig", newline=None) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            lines += 1
             stats.add("lines")
             source = f"{path}:{number}"
             try:
-                face = parse_label_line(line, source, prefix)
+                face = apply_negative_policy(parse_label_line(line, source, prefix), negative, stats)
             except LabelError:
                 if not skip_bad:
                     raise
                 stats.add("skipped_malformed")
                 continue
-            face = apply_negative_policy(face, negative, stats)
             if face is not None:
                 faces.append(face)
+    if not lines:
+        if not skip_bad:
+            raise LabelError(str(path), "no label lines (an empty label.txt)")
+        stats.add("skipped_empty_file")
     return faces
 
 
@@ -202,7 +222,7 @@ def read_list(path: str | os.PathLike) -> list[ListRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"list file not found: {path} (run gen_train_test.py first)")
     records = []
-    with open(path, encoding="utf-8", newline=None) as handle:
+    with open(path, encoding="utf-8-sig", newline=None) as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 records.append(parse_list_line(line, f"{path}:{number}"))

@@ -8,15 +8,28 @@ import numpy as np
 
 from .geometry import BoxError, expand_box
 from .images import ImageError, image_size, load_gray
-from .labels import FaceLabel, LabelError, ListRecord, ParseStats
+from .labels import OUTSIDE_MARGIN, FaceLabel, LabelError, ListRecord, ParseStats
+
+
+def check_in_photo(face: FaceLabel, width: int, height: int) -> None:
+    """A LabelError naming the line when the face's box or a point lies further outside its photo
+    than ``OUTSIDE_MARGIN`` of the box's longer side allows: a typo, not a face at the edge."""
+    side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+    margin = OUTSIDE_MARGIN * side
+    xs = np.concatenate([face.box[[0, 2]], face.keypoints[:, 0]])
+    ys = np.concatenate([face.box[[1, 3]], face.keypoints[:, 1]])
+    if xs.min() < -margin or ys.min() < -margin or xs.max() > width + margin or ys.max() > height + margin:
+        raise LabelError(face.source, f"a box edge or point lies outside the {width}x{height} photo by more than "
+                                      f"half the face box ({side:.0f} px): box {face.box.tolist()}, points from "
+                                      f"({xs.min():g}, {ys.min():g}) to ({xs.max():g}, {ys.max():g})")
 
 
 def face_records(faces: list[FaceLabel], data_root, ratio: float, *, skip_bad: bool = False,
                  stats: ParseStats | None = None) -> list[ListRecord]:
     """Expanded-box list records for labelled faces.
 
-    A missing/unreadable photo or a box outside its photo raises an error
-    naming the label line, or with ``skip_bad`` is counted and left out.
+    A missing/unreadable photo, or a box or point outside its photo (``check_in_photo``), raises an
+    error naming the label line, or with ``skip_bad`` is counted and left out.
     """
     stats = stats if stats is not None else ParseStats()
     sizes: dict[str, tuple[int, int] | ImageError] = {}
@@ -31,6 +44,7 @@ def face_records(faces: list[FaceLabel], data_root, ratio: float, *, skip_bad: b
         try:
             if isinstance(size, ImageError):
                 raise LabelError(face.source, str(size))
+            check_in_photo(face, *size)
             try:
                 box = expand_box(face.box, ratio, *size)
             except BoxError as error:
@@ -84,10 +98,12 @@ def photo_of(image: str) -> str:
     return image
 
 
-def split_by_photo(records: list[ListRecord], test_fraction: float, seed: int, photo_key=photo_of):
-    """Split into (train, test) so that no photo (with all its faces and copies) is on both sides."""
+def split_by_photo(records: list[ListRecord], test_fraction: float, seed: int, photo_key=photo_of,
+                   flag: str = "--test-fraction"):
+    """Split into (train, test) so that no photo (with all its faces and copies) is on both sides.
+    ``flag`` names the setting ``test_fraction`` came from, for the error message."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test fraction must be between 0 and 1, not {test_fraction}")
+        raise ValueError(f"{flag} must lie strictly between 0 and 1, not {test_fraction:g}")
     photos = sorted({photo_key(r.image) for r in records})
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(photos))

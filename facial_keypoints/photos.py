@@ -23,15 +23,37 @@ from .plots import draw_points
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
-def find_photos(paths) -> list[Path]:
-    """The photos among ``paths``: files as given, folders searched recursively (sorted)."""
+def find_photos(paths, skip=None) -> list[Path]:
+    """The photos among ``paths``: files as given, folders searched recursively (sorted).
+
+    Inside folders, nothing under ``skip`` (predict's output folder) is taken: a second run
+    never reads the first one's drawings as photos.
+    """
+    skip = Path(skip).resolve() if skip is not None else None
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not (skip is not None and p.resolve().is_relative_to(skip)))
         else:
             found.append(path)  # a missing or unreadable file is reported when it is opened
     return found
+
+
+def output_stems(photos, out_dir) -> list[str]:
+    """The output name of each photo (``STEM.json``, ``STEM.jpg`` in ``out_dir``): its own stem, with
+    ``_`` added while it is taken, so two inputs of one name keep both outputs and no output is
+    ever one of the input photos."""
+    inputs = {Path(p).resolve() for p in photos}
+    out_dir = Path(out_dir).resolve()
+    taken, stems = set(), []
+    for photo in photos:
+        stem = Path(photo).stem
+        while stem in taken or (out_dir / f"{stem}.jpg") in inputs or (out_dir / f"{stem}.json") in inputs:
+            stem += "_"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
