@@ -48,6 +48,10 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out-dir {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out-dir {out}: cannot create the folder ({error.strerror})") from None
     root = resolve_data_root(args.data_root)
     stats = ParseStats()
     records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad,

@@ -256,18 +256,20 @@ def test_training_numbers_no_run_can_use_are_one_line(lists, tmp_path, capsys, f
 
 # 8 ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["predict", "evaluate", "export", "gen_train_test"])
-def test_an_output_path_that_is_a_file_is_refused_before_any_work(synthetic_root, tmp_path, capsys, command):
+@pytest.mark.parametrize("below", [False, True], ids=["the file", "a folder under the file"])
+def test_an_output_path_that_is_a_file_is_refused_before_any_work(synthetic_root, tmp_path, capsys, command, below):
     root, _ = synthetic_root
     blocker = tmp_path / "blocker"
     blocker.write_text("keep me")
+    target = blocker / "sub" if below else blocker
     if command == "gen_train_test":
-        status = load_script("stage1", "gen_train_test").main(["--data-root", str(root), "--out-dir", str(blocker)])
+        status = load_script("stage1", "gen_train_test").main(["--data-root", str(root), "--out-dir", str(target)])
     elif command == "predict":
-        status = cli(["predict", str(root / "I"), "--out", str(blocker)])
+        status = cli(["predict", str(root / "I"), "--out", str(target)])
     elif command == "evaluate":
-        status = cli(["evaluate", "--data", str(root), "--out", str(blocker)])
+        status = cli(["evaluate", "--data", str(root), "--out", str(target)])
     else:
-        status = cli(["export", "--out", str(blocker / "m.onnx")])
+        status = cli(["export", "--out", str(target / "m.onnx")])
     assert status == 2
     one_line_error(capsys, str(blocker))
     assert blocker.read_text() == "keep me"
