@@ -99,6 +99,23 @@ class FaceLandmarker:
             return [self.process(one, bgr).accepted for one in image]
         return self.process(image, bgr).accepted
 
+    def track(self, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 20.0):
+        """A ``FaceTracker`` for the frames of one video or stream: ``tracker.update(frame)`` gives the
+        frame's faces with stable ``id``s (the detector every ``detect_every`` frames and whenever a face
+        is lost, the keypoints' own box in between), their points smoothed by a One-Euro filter
+        (``min_cutoff`` Hz at rest, ``beta`` per face size per second) unless ``smooth=False``."""
+        from .smoothing import OneEuroFilter
+        from .tracking import FaceTracker
+        return FaceTracker(self, detect_every, OneEuroFilter(min_cutoff, beta) if smooth else None)
+
+    def track_video(self, source, **track_args):
+        """Yield ``(frame index, time in seconds, RGB frame, faces with ids)`` for every frame of a video
+        file (any format OpenCV reads) or of camera ``source`` (an int); ``track_args`` as ``track``."""
+        from .video import read_frames
+        tracker = self.track(**track_args)
+        for index, time_s, rgb in read_frames(source):
+            yield index, time_s, rgb, tracker.update(rgb, time_s)
+
     def landmarks(self, image: ImageLike, boxes, bgr: bool = False) -> np.ndarray:
         """(N, 21, 2) float32 keypoints for N face boxes (x1 y1 x2 y2, photo pixels) the caller already has.
 

@@ -77,12 +77,15 @@ def predict(args) -> int:
     """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
     from .api import FaceLandmarker
     from .photos import find_photos, open_photo, output_stems, write_outputs
+    from .video import is_video
     for folder in (p for p in args.paths if p.is_dir()):
         if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
             raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
     photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
+    if args.camera is not None:
+        photos.append(args.camera)
     if not photos:
-        raise FileNotFoundError(f"no photos under {' '.join(map(str, args.paths))}")
+        raise FileNotFoundError(f"no photos or videos under {' '.join(map(str, args.paths))}")
     output_folder(args.out)
     landmarker = FaceLandmarker(args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads,
                                 face_threshold=args.face_threshold, min_face=args.min_face,
@@ -90,6 +93,9 @@ def predict(args) -> int:
     print(f"network: {landmarker.checkpoint} ({landmarker.backend})")
     failed = 0
     for path, stem in zip(photos, output_stems(photos, args.out)):
+        if is_video(path):
+            failed += predict_video(landmarker, path, args, stem)
+            continue
         try:
             image = open_photo(path)
             result = landmarker.process(image)
@@ -110,6 +116,24 @@ def predict(args) -> int:
     if failed:
         print(f"{failed} of {len(photos)} photo(s) could not be processed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def predict_video(landmarker, source, args, stem: str) -> int:
+    """One video (or camera) through a ``FaceTracker``: STEM.jsonl and STEM.mp4; 1 if it failed, else 0."""
+    from .video import annotate_video
+    tracker = landmarker.track(detect_every=args.detect_every, smooth=not args.no_smooth,
+                               min_cutoff=args.min_cutoff, beta=args.beta)
+    try:
+        counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: the frames done so far are in {args.out / stem}.jsonl and .mp4", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:  # noqa: BLE001 - one video's failure must not stop the rest
+        print(f"error: {source}: {error} (skipped)", file=sys.stderr)
+        return 1
+    print(f"{source}: {counts['frames']} frames, {counts['faces']} faces, the detector on {counts['detections']}, "
+          f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}")
+    return 0
 
 
 def quantize(args) -> int:
@@ -196,7 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = commands.add_parser("predict", formatter_class=fmt,
                              help="keypoints on whole photos: a JSON file and an annotated image each")
-    pr.add_argument("paths", nargs="+", type=Path, help="photos, or folders searched recursively")
+    pr.add_argument("paths", nargs="*", type=Path, help="photos and videos, or folders searched recursively")
+    pr.add_argument("--camera", type=int, default=None, metavar="N",
+                    help="also run on live camera N (OpenCV's numbering) until Ctrl-C")
+    pr.add_argument("--detect-every", type=positive_int, default=10,
+                    help="videos: run the face detector at least every this many frames (and whenever a face is lost)")
+    pr.add_argument("--no-smooth", action="store_true", help="videos: the raw per-frame points, no One-Euro filter")
+    pr.add_argument("--min-cutoff", type=float, default=0.5,
+                    help="videos: the One-Euro filter's cut-off at rest, Hz (lower: steadier, more lag)")
+    pr.add_argument("--beta", type=float, default=20.0,
+                    help="videos: how fast the cut-off rises with speed (higher: less lag in motion)")
+    pr.add_argument("--no-progress", action="store_true", help="videos: no progress bar")
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     pr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)

@@ -19,12 +19,14 @@ from .images import ImageError
 from .inference import KeypointRunner
 from .keypoints import POINT_NAMES
 from .plots import draw_points
+from .video import VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 def find_photos(paths, skip=None) -> list[Path]:
-    """The photos among ``paths``: files as given, folders searched recursively (sorted).
+    """The photos and videos among ``paths``: files as given, folders searched recursively (sorted).
 
     Inside folders, nothing under ``skip`` (predict's output folder) is taken: a second run
     never reads the first one's drawings as photos.
@@ -33,7 +35,7 @@ def find_photos(paths, skip=None) -> list[Path]:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
                             and not (skip is not None and p.resolve().is_relative_to(skip)))
         else:
             found.append(path)  # a missing or unreadable file is reported when it is opened
@@ -44,11 +46,11 @@ def output_stems(photos, out_dir) -> list[str]:
     """The output name of each photo (``STEM.json``, ``STEM.jpg`` in ``out_dir``): its own stem, with
     ``_`` added while it is taken, so two inputs of one name keep both outputs and no output is
     ever one of the input photos."""
-    inputs = {Path(p).resolve() for p in photos}
+    inputs = {Path(p).resolve() for p in photos if not isinstance(p, int)}
     out_dir = Path(out_dir).resolve()
     taken, stems = set(), []
     for photo in photos:
-        stem = Path(photo).stem
+        stem = f"camera{photo}" if isinstance(photo, int) else Path(photo).stem  # an int is a live camera
         while stem in taken or (out_dir / f"{stem}.jpg") in inputs or (out_dir / f"{stem}.json") in inputs:
             stem += "_"
         taken.add(stem)

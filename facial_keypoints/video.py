@@ -1,0 +1,111 @@
+"""Video in, per-frame faces out: frames from OpenCV, a ``FaceTracker`` over them, JSON lines and a drawing.
+
+``annotate_video`` writes ``STEM.jsonl`` (one object per frame: ``{"frame", "time_s", "faces"}``,
+each face the photo JSON's fields plus its track ``id``) and ``STEM.mp4`` (the frames with the
+faces drawn).  Both are written under temporary names and renamed when the video ends, or when
+the run is interrupted (Ctrl-C), so what exists is always whole and what was processed is kept.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+def is_video(path) -> bool:
+    """A video file by its suffix, or a camera (an int)."""
+    return isinstance(path, int) or Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def read_frames(source) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index, time in seconds, RGB uint8 array) of each frame of a video file, or of camera ``source`` (an int)."""
+    import cv2
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not capture.isOpened():
+        raise ImageError(f"cannot open video {source}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    try:
+        for index in itertools.count():
+            ok, bgr = capture.read()
+            if not ok:
+                if index == 0:
+                    raise ImageError(f"cannot read a frame of video {source}")
+                return
+            yield index, index / fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def frames_per_second(source) -> float:
+    import cv2
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    capture.release()
+    return fps
+
+
+def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True) -> dict:
+    """Run ``tracker`` over every frame of ``source``; write ``STEM.jsonl`` and ``STEM.mp4`` in ``out_dir``.
+
+    Returns counts (frames, faces, detector runs, seconds).  On Ctrl-C the frames done so far are
+    kept (both files renamed into place) and the KeyboardInterrupt goes on to the caller.
+    """
+    import time
+
+    import cv2
+    from tqdm import tqdm
+
+    from .photos import PhotoResult, draw_result
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl_path, video_path = out_dir / f"{stem}.jsonl", out_dir / f"{stem}.mp4"
+    # temporary names keep the real suffix: OpenCV picks the container by it
+    handle, jsonl_tmp = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=".jsonl", dir=out_dir)
+    os.close(handle)
+    handle, video_tmp = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=".mp4", dir=out_dir)
+    os.close(handle)
+    fps = frames_per_second(source) if not isinstance(source, int) else 30.0
+    writer, counts, started = None, {"frames": 0, "faces": 0}, time.perf_counter()
+    bar = tqdm(desc=str(source), unit="frame", disable=not progress)
+    finished = False
+    try:
+        with open(jsonl_tmp, "w") as lines:
+            for index, time_s, rgb in read_frames(source):
+                faces = tracker.update(rgb, time_s)
+                lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4),
+                                        "faces": [f.as_json() for f in faces]}) + "\n")
+                image = Image.fromarray(rgb)
+                drawn = draw_result(image, PhotoResult(image.width, image.height, list(faces)))
+                if writer is None:
+                    writer = cv2.VideoWriter(video_tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, image.size)
+                writer.write(cv2.cvtColor(np.asarray(drawn), cv2.COLOR_RGB2BGR))
+                counts["frames"] += 1
+                counts["faces"] += len(faces)
+                bar.update(1)
+        finished = True
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.release()
+        if counts["frames"]:
+            umask = os.umask(0)
+            os.umask(umask)
+            for tmp, path in ((jsonl_tmp, jsonl_path), (video_tmp, video_path)):
+                os.chmod(tmp, 0o666 & ~umask)  # as a plainly created file (mkstemp's are owner-only)
+                os.replace(tmp, path)
+        else:
+            Path(jsonl_tmp).unlink(missing_ok=True)
+            Path(video_tmp).unlink(missing_ok=True)
+        counts.update(detections=tracker.detections, seconds=time.perf_counter() - started, finished=finished,
+                      jsonl=str(jsonl_path), video=str(video_path))
+    return counts

@@ -1,0 +1,116 @@
+"""Video: the One-Euro filter, the tracker's ids and detector schedule, and the video files predict writes."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from facial_keypoints.api import FaceLandmarker
+from facial_keypoints.cli import main as cli
+from facial_keypoints.smoothing import OneEuroFilter
+from facial_keypoints.video import annotate_video, read_frames
+
+TWO_FACES, ONE_FACE = "I/000010.jpg", "II/004002.jpg"
+
+
+def test_one_euro_filter_steadies_a_still_signal_and_follows_a_moving_one():
+    rng = np.random.default_rng(0)
+    still = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+    raw = 10 + rng.normal(0, 0.05, 300)
+    smoothed = np.array([still(x, t / 30) for t, x in enumerate(raw)])
+    assert np.abs(np.diff(smoothed[30:])).mean() < 0.25 * np.abs(np.diff(raw[30:])).mean()
+    moving = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+    ramp = np.arange(60) * 0.2  # 6 units per second
+    followed = np.array([moving(x, t / 30) for t, x in enumerate(ramp)])
+    lag_frames = (ramp[-1] - followed[-1]) / 0.2
+    assert lag_frames < 2.0
+    slow = OneEuroFilter(min_cutoff=1.0, beta=0.0)  # no speed term: a plain low-pass lags far more
+    assert (ramp[-1] - [slow(x, t / 30) for t, x in enumerate(ramp)][-1]) / 0.2 > 2 * lag_frames
+    moving.reset()
+    assert moving(5.0, 10.0) == 5.0  # after a reset the first value passes unchanged
+    with pytest.raises(ValueError):
+        OneEuroFilter(min_cutoff=0)
+
+
+def write_clip(path, frames, fps=25):
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenes(real_root):
+    """(frames of a slowly panning two-face photo, then a cut to a one-face photo), with sensor noise."""
+    rng = np.random.default_rng(0)
+    photos = [np.asarray(Image.open(real_root / name).convert("RGB").resize((320, 276)))
+              for name in (TWO_FACES, ONE_FACE)]
+    frames = []
+    for i in range(24):
+        shift = np.float32([[1, 0, (i % 16) * 0.5], [0, 1, 0]])
+        frame = cv2.warpAffine(photos[i >= 16], shift, (320, 276), borderMode=cv2.BORDER_REPLICATE)
+        frames.append(np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    return FaceLandmarker(threads=2)
+
+
+def test_the_tracker_keeps_ids_detects_on_schedule_and_catches_a_scene_cut_at_once(scenes, landmarker):
+    tracker = landmarker.track(detect_every=8)
+    ids = [[f.id for f in tracker.update(frame, t / 25)] for t, frame in enumerate(scenes)]
+    assert all(sorted(i) == [0, 1] for i in ids[:16])  # the same two faces, the same ids
+    assert ids[16] == [2] and all(i == [2] for i in ids[16:])  # the cut: a new face, a new id, on its frame
+    assert tracker.detections == 3  # frames 0 and 8, then the cut at 16 (the lost faces ask for it)
+    faces = tracker.update(scenes[-1], 24 / 25)
+    assert faces[0].keypoints.shape == (21, 2) and faces[0].keypoints.dtype == np.float32
+    assert "id" in faces[0].as_json()
+
+
+def test_smoothing_steadies_the_points_of_a_still_face(real_root, landmarker):
+    rng = np.random.default_rng(1)
+    still = np.asarray(Image.open(real_root / ONE_FACE).convert("RGB").resize((320, 426)))
+    frames = [np.clip(still + rng.normal(0, 4, still.shape), 0, 255).astype(np.uint8) for _ in range(20)]
+    jitter = {}
+    for smooth in (False, True):
+        tracker = landmarker.track(detect_every=100, smooth=smooth)
+        points = np.stack([tracker.update(frame, t / 30)[0].keypoints for t, frame in enumerate(frames)])
+        jitter[smooth] = np.abs(np.diff(points[5:], axis=0)).mean()
+    assert jitter[True] < 0.5 * jitter[False]
+
+
+def test_predict_on_a_video_writes_a_line_per_frame_and_an_annotated_video(scenes, tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", scenes)
+    out = tmp_path / "out"
+    assert cli(["predict", str(clip), "--out", str(out), "--no-progress", "--threads", "2"]) == 0
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(len(scenes)))
+    assert lines[1]["time_s"] == pytest.approx(1 / 25, abs=1e-3)
+    assert {face["id"] for face in lines[0]["faces"]} == {0, 1}
+    assert sum(1 for _ in read_frames(out / "clip.mp4")) == len(scenes)
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4"]  # no temporary file left
+    assert "24 frames" in capsys.readouterr().out
+
+
+def test_an_interrupted_video_keeps_the_frames_done_whole(scenes, landmarker, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", scenes)
+    tracker = landmarker.track()
+    real_update, seen = tracker.update, []
+
+    def stop_after_five(frame, time_s=None, bgr=False):
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+        seen.append(time_s)
+        return real_update(frame, time_s, bgr)
+
+    tracker.update = stop_after_five
+    with pytest.raises(KeyboardInterrupt):
+        annotate_video(tracker, clip, tmp_path / "out", "clip", progress=False)
+    lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(line) for line in lines)
+    assert sum(1 for _ in read_frames(tmp_path / "out" / "clip.mp4")) == 5
