@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         labels_by_photo[face.image].append(face)
     sets = {"crops": val, "pool": classifier_pool(val, labels_by_photo, root, 0.25, **POOL),
             "hard pool": classifier_pool(val, labels_by_photo, root, 0.25, **HARD_POOL)}
-    detector = create_detector("mtcnn")
+    detector = create_detector()  # predict's default (auto)
     sizes = "; ".join(f"{name}: {sum(r.is_face for r in s)} faces, {sum(not r.is_face for r in s)} non-faces"
                       for name, s in sets.items())
     lines = [f"Validation split of {args.train_list.name} ({len(photos)} photos; {sizes}). Machine: {machine()}.",

@@ -52,7 +52,7 @@ def to_rgb_image(image: ImageLike, bgr: bool = False) -> Image.Image:
 class FaceLandmarker:
     """Faces and their 21 keypoints in photos, with the shipped model or any checkpoint of this project.
 
-    Each photo goes through a face detector (MTCNN, whose weights ship in facenet-pytorch),
+    Each photo goes through a face detector (YuNet or MTCNN, whose weights ship in their wheels),
     then one network per candidate gives its 21 keypoints and a face probability; the
     candidate is cropped once more from the box its keypoints imply and run again (``refine``),
     and it is kept where the face probability reaches ``face_threshold``.
@@ -61,7 +61,8 @@ class FaceLandmarker:
         checkpoint: a ``.pt`` checkpoint of this project (default: the shipped model).
         backend: ``auto`` (the checkpoint's int8 ONNX model where one exists, as for the shipped
             model, else its float ONNX model, else torch), ``torch``, ``onnx`` or ``onnx-int8``.
-        detector: ``mtcnn`` (default) or ``haar`` (OpenCV's frontal-face cascade).
+        detector: ``auto`` (YuNet where ``pip install '.[yunet]'`` installed it, else MTCNN), ``yunet``,
+            ``mtcnn`` or ``haar`` (OpenCV's frontal-face cascade).
         threads: CPU threads for the network and the detector (default: all cores).
         face_threshold: the face probability a candidate needs (default: the checkpoint's, else 0.5).
         min_face: the smallest face the detector looks for, in pixels.
@@ -70,7 +71,7 @@ class FaceLandmarker:
     """
 
     def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",
-                 detector: str = "mtcnn", threads: int | None = None, face_threshold: float | None = None,
+                 detector: str = "auto", threads: int | None = None, face_threshold: float | None = None,
                  min_face: int = 40, refine: bool = True, detect_max_side: int = 1280):
         from .face_detection import create_detector
         from .photos import PhotoPredictor
@@ -83,9 +84,10 @@ class FaceLandmarker:
         self.network, payload, self.backend = load(checkpoint, backend, threads)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         self.config: dict = payload["config"]
-        self.detector_name = detector
-        self._predictor = PhotoPredictor(self.network, self.config, create_detector(detector, min_face=min_face),
-                                         face_threshold, detect_max_side, refine=refine)
+        face_detector = create_detector(detector, min_face=min_face)
+        self.detector_name: str = face_detector.name
+        self._predictor = PhotoPredictor(self.network, self.config, face_detector, face_threshold, detect_max_side,
+                                         refine=refine)
         self.face_threshold: float = self._predictor.face_threshold
 
     def process(self, image: ImageLike, bgr: bool = False) -> PhotoResult:

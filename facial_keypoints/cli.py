@@ -90,7 +90,7 @@ def predict(args) -> int:
     landmarker = FaceLandmarker(args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads,
                                 face_threshold=args.face_threshold, min_face=args.min_face,
                                 refine=not args.no_refine, detect_max_side=args.detect_max_side)
-    print(f"network: {landmarker.checkpoint} ({landmarker.backend})")
+    print(f"network: {landmarker.checkpoint} ({landmarker.backend}); face detector: {landmarker.detector_name}")
     failed = 0
     for path, stem in zip(photos, output_stems(photos, args.out)):
         if is_video(path):
@@ -104,7 +104,7 @@ def predict(args) -> int:
             print(f"error: {message} (skipped)", file=sys.stderr)
             failed += 1
             continue
-        record = result.as_json(str(path), str(landmarker.checkpoint), args.detector)
+        record = result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
         try:
             json_path, image_path = write_outputs(args.out, stem, image, result, record)
         except OSError as error:  # a full disk or a read-only folder: no later photo would fare better
@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     pr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
-    pr.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
-                    help="where candidate faces come from (both ship their weights in their packages)")
+    pr.add_argument("--detector", choices=("auto", "yunet", "mtcnn", "haar"), default="auto",
+                    help="where candidate faces come from (each ships its weights in its package); auto: yunet "
+                         "where pip install '.[yunet]' installed it, else mtcnn")
     pr.add_argument("--min-face", type=positive_int, default=40, help="smallest face the detector looks for, pixels")
     pr.add_argument("--face-threshold", type=float, default=None,
                     help="face probability a candidate needs (None: the checkpoint's, else 0.5)")

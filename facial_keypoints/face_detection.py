@@ -21,6 +21,7 @@ import numpy as np
 
 # (centre shift x, centre shift y) as fractions of the detection's width/height, then (width, height) ratios.
 MTCNN_TO_LABEL = (0.010, 0.091, 1.008, 0.782)
+YUNET_TO_LABEL = (0.009, 0.106, 0.991, 0.776)  # fitted by benchmarks/detectors.py on training photos
 
 
 def adjust_boxes(boxes: np.ndarray, shift_x: float, shift_y: float, scale_w: float, scale_h: float) -> np.ndarray:
@@ -40,6 +41,8 @@ class Detections:
 
 
 class MtcnnDetector:
+    to_label = MTCNN_TO_LABEL
+
     def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6)):
         try:
             from facenet_pytorch import MTCNN
@@ -58,10 +61,12 @@ class MtcnnDetector:
             boxes, scores = self.net.detect(rgb)
         if boxes is None:
             return Detections(np.zeros((0, 4)), np.zeros(0))
-        return Detections(adjust_boxes(boxes, *MTCNN_TO_LABEL), np.asarray(scores, dtype=np.float64))
+        return Detections(adjust_boxes(boxes, *self.to_label), np.asarray(scores, dtype=np.float64))
 
 
 class HaarDetector:
+    to_label = (0.0, 0.0, 1.0, 1.0)  # its boxes are used as they are
+
     def __init__(self, min_face: int = 40):
         import cv2
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
@@ -76,13 +81,58 @@ class HaarDetector:
         found = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3,
                                               minSize=(self.min_face, self.min_face))
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in found], dtype=np.float64).reshape(-1, 4)
-        return Detections(boxes, np.ones(len(boxes)))
+        return Detections(adjust_boxes(boxes, *self.to_label), np.ones(len(boxes)))
 
 
-DETECTORS = {"mtcnn": MtcnnDetector, "haar": HaarDetector}
+class YuNetDetector:
+    """libfacedetection's YuNet through the ``yuface`` wheel, which carries the model (BSD licence;
+    ``pip install .[yunet]``: wheels for CPython 3.10 and 3.11 on x86-64 Linux only).
+
+    ``min_face``: MTCNN's bounds its image pyramid, and its boxes reach down to about half of it;
+    YuNet has no pyramid to bound, so its boxes are kept from half of ``min_face`` up (a full
+    ``min_face`` cut lost 5 points of recall on the validation photos, benchmarks/detectors.py)."""
+
+    to_label = YUNET_TO_LABEL
+
+    def __init__(self, min_face: int = 40, threshold: float = 0.3):
+        try:
+            import yuface
+        except ImportError as error:
+            raise ImportError("the yunet face detector needs yuface (pip install '.[yunet]'; wheels for CPython "
+                              "3.10-3.11 on x86-64 Linux)") from error
+        self.detect, self.min_face, self.threshold = yuface.detect, min_face, threshold
+
+    MAX_SIDE = 960  # yuface warns that larger inputs detect worse: they are shrunk to this first
+
+    def __call__(self, rgb: np.ndarray) -> Detections:
+        import cv2
+        scale = min(1.0, self.MAX_SIDE / max(rgb.shape[:2]))
+        if scale < 1.0:
+            rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
+                             interpolation=cv2.INTER_AREA)
+        confidences, boxes, _ = self.detect(np.ascontiguousarray(rgb[..., ::-1]), conf=self.threshold)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
+        boxes[:, 2:] += boxes[:, :2]  # x y w h -> x1 y1 x2 y2
+        keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face / 2
+        scores = np.asarray(confidences, dtype=np.float64).reshape(-1) / 100.0
+        return Detections(adjust_boxes(boxes[keep], *self.to_label), scores[keep])
 
 
-def create_detector(name: str = "mtcnn", **kwargs):
+DETECTORS = {"mtcnn": MtcnnDetector, "yunet": YuNetDetector, "haar": HaarDetector}
+
+
+def default_detector() -> str:
+    """``auto``'s choice: YuNet where its wheel is installed (it finds as many validation faces as MTCNN in
+    less than half the time, benchmarks/detectors.py), else MTCNN."""
+    import importlib.util
+    return "yunet" if importlib.util.find_spec("yuface") is not None else "mtcnn"
+
+
+def create_detector(name: str = "auto", **kwargs):
+    """A detector by name: ``auto`` (``default_detector()``), ``yunet``, ``mtcnn`` or ``haar``."""
+    name = default_detector() if name == "auto" else name
     if name not in DETECTORS:
-        raise ValueError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return DETECTORS[name](**kwargs)
+        raise ValueError(f"unknown face detector {name!r}; choose from auto, {', '.join(DETECTORS)}")
+    detector = DETECTORS[name](**kwargs)
+    detector.name = name
+    return detector
