@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="None: $FKD_DATA_ROOT, else data/")
     parser.add_argument("--photos", choices=("validation", "test"), default="validation",
-                        help="where recall and false faces are counted (the mapping is always fitted on training photos)")
+                        help="where recall and false faces are counted (the mappings are fitted on training photos)")
     parser.add_argument("--detectors", nargs="+", default=sorted(DETECTORS), choices=sorted(DETECTORS),
                         help="detectors to compare")
     parser.add_argument("--min-face", type=int, default=40, help="as predict's --min-face")
@@ -119,7 +119,8 @@ def main(argv=None) -> int:
         if id(face) not in blank:
             labels_by_photo[face.image].append(face)
     fit_photos = sorted({r.image for r in train})[:500]
-    photos = sorted({r.image for r in (val if args.photos == "validation" else read_list(REPO / "stage3" / "test.txt"))})
+    chosen = val if args.photos == "validation" else read_list(REPO / "stage3" / "test.txt")
+    photos = sorted({r.image for r in chosen})
     landmarker = FaceLandmarker(threads=args.threads)
     rows = []
     for name in args.detectors:

@@ -91,7 +91,8 @@ def frames(sources, seed: int = 0):
             frame = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
             points = true_points @ matrix[:, :2].T + matrix[:, 2]
             corners = np.array([[true_box[0], true_box[1]], [true_box[2], true_box[1]],
-                                [true_box[0], true_box[3]], [true_box[2], true_box[3]]]) @ matrix[:, :2].T + matrix[:, 2]
+                                [true_box[0], true_box[3]], [true_box[2], true_box[3]]])
+            corners = corners @ matrix[:, :2].T + matrix[:, 2]
             yield clip, t, frame, np.r_[corners.min(axis=0), corners.max(axis=0)], points
 
 
@@ -118,7 +119,7 @@ def figures(result) -> dict:
     io = np.array([np.linalg.norm(g[LEFT_EYE_OUTER] - g[RIGHT_EYE_OUTER]) for g in truths])
     nme = np.array([np.linalg.norm(p - g, axis=1).mean() / d * 100 if p is not None else np.nan
                     for p, g, d in zip(preds, truths, io)])
-    jitter, lags = [], []
+    jitter = []
     for n in range(1, len(preds)):
         same_clip_still = info[n][0] == info[n - 1][0] and pose(info[n][1]) == pose(info[n - 1][1])
         if same_clip_still and preds[n] is not None and preds[n - 1] is not None:
@@ -126,9 +127,8 @@ def figures(result) -> dict:
     moving = [n for n, (_, t) in enumerate(info) if STILL <= t < STILL + MOVING and preds[n] is not None]
     errors = {k: np.mean([np.linalg.norm(preds[n] - truths[n - k], axis=1).mean() / io[n] for n in moving
                           if n - k >= 0 and info[n - k][0] == info[n][0]]) for k in range(7)}
-    lags.append(min(errors, key=errors.get))
     return {"recall": found.mean() * 100, "recall_after_cut": found[after_cut].mean() * 100,
-            "nme_io": float(np.nanmean(nme)), "jitter": float(np.mean(jitter)), "lag": lags[0],
+            "nme_io": float(np.nanmean(nme)), "jitter": float(np.mean(jitter)), "lag": min(errors, key=errors.get),
             "fps": len(preds) / result["seconds"]}
 
 
@@ -174,8 +174,8 @@ def main(argv=None) -> int:
         rows.append(f"| {name} | {result['recall']:.1f} % | {result['recall_after_cut']:.1f} % | "
                     f"{result['nme_io']:.2f} % | {result['jitter']:.3f} % | {result['lag']} | {result['fps']:.1f} |")
         print(rows[-1], flush=True)
-    lines = [f"Machine: {machine()}; {args.photos} photos; {len(sources)} clips of {2 * STILL + MOVING} frames at {WIDTH}x{HEIGHT}, "
-             f"one face each, hard cuts between them; {args.threads} threads.", "",
+    lines = [f"Machine: {machine()}; {args.photos} photos; {len(sources)} clips of {2 * STILL + MOVING} frames "
+             f"at {WIDTH}x{HEIGHT}, one face each, hard cuts between them; {args.threads} threads.", "",
              "| system | frame recall | recall, 2 frames after a cut | nme_io | jitter on still frames "
              "(% of interocular) | lag on moving frames (frames) | frames per second |",
              "|---|---:|---:|---:|---:|---:|---:|", *rows]

@@ -29,3 +29,16 @@ def atomic_output(path, suffix: str = ".tmp"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def output_folder(path, flag: str = "--out") -> Path:
+    """``path`` as a folder that outputs can go to, made now, before any work; a ValueError naming
+    ``flag`` and the path if it is a file or cannot be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot create the folder ({error.strerror})") from None
+    return path

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from .atomic import output_folder
 from .errors import run_reporting_errors
 from .runtime import BACKENDS, derived_path, is_shipped
 from .weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
@@ -60,17 +61,6 @@ def evaluate(args) -> int:
     print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), backend=backend, data=str(args.data),
                                   label_counts=dict(stats.counts))))
     return 0
-
-
-def output_folder(path: Path) -> Path:
-    """``path`` as a folder that outputs can go to, made now, before any work: one line if it cannot be."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"--out {path}: cannot create the folder ({error.strerror})") from None
-    return path
 
 
 def predict(args) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 from .evaluation import records_from_labels
 from .images import load_gray
 from .labels import ParseStats, write_list
-from .atomic import atomic_output
+from .atomic import atomic_output, output_folder
 from .lists import blank_faces, photo_of, split_by_photo
 from .plots import draw_points, grid
 
@@ -45,13 +45,7 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     if args.expand_ratio < 0:
         raise ValueError(f"--expand-ratio must be 0 or more (a share of the box added on every side), "
                          f"not {args.expand_ratio:g}")
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out-dir {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"--out-dir {out}: cannot create the folder ({error.strerror})") from None
+    out = output_folder(args.out_dir, "--out-dir")
     root = resolve_data_root(args.data_root)
     stats = ParseStats()
     records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad,
