@@ -107,6 +107,8 @@ def main(argv=None) -> int:
                         help="detectors to compare")
     parser.add_argument("--min-face", type=int, default=40, help="as predict's --min-face")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--yunet-max-side", type=int, nargs="+", default=[], metavar="PX",
+                        help="also YuNet with photos shrunk to these sides (its default: YuNetDetector.MAX_SIDE)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "detectors.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -131,6 +133,14 @@ def main(argv=None) -> int:
         rows.append(f"| {name} | ({', '.join(f'{v:.3f}' for v in mapping)}) from {fitted} faces "
                     f"| ({', '.join(f'{v:.3f}' for v in detector.to_label)}) | {raw:.1f} % | {kept:.1f} % "
                     f"| {false:.3f} | {ms[0]:.1f} | {ms[1]:.1f} |")
+        print(rows[-1], flush=True)
+    for side in args.yunet_max_side:
+        detector = create_detector("yunet", min_face=args.min_face)
+        detector.MAX_SIDE = side
+        raw, kept, false = recall_and_false(landmarker, detector, photos, labels_by_photo, root)
+        ms = [milliseconds(detector, photos, root, size) for size in ((640, 480), (1920, 1080))]
+        rows.append(f"| yunet, photos shrunk to {side} px | | | {raw:.1f} % | {kept:.1f} % | {false:.3f} "
+                    f"| {ms[0]:.1f} | {ms[1]:.1f} |")
         print(rows[-1], flush=True)
     lines = [f"Machine: {machine()}; {len(photos)} {args.photos} photos; the shipped model decides; "
              f"--min-face {args.min_face}.", "",
