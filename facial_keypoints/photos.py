@@ -171,13 +171,13 @@ class PhotoPredictor:
 
         started = time.perf_counter()
         gray = np.asarray(image.convert("L"))
-        timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; _run adds the cutting
+        timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; run_boxes adds the cutting
         boxes, scores = detections.boxes, detections.scores
-        kept, crop_boxes, points, face_prob = self._run(gray, boxes, timings)
+        kept, crop_boxes, points, face_prob = self.run_boxes(gray, boxes, timings)
         boxes, scores = boxes[kept], scores[kept]
         if self.refine and len(boxes):
             boxes = box_from_keypoints(points)
-            again, crop_boxes, points, face_prob = self._run(gray, boxes, timings)
+            again, crop_boxes, points, face_prob = self.run_boxes(gray, boxes, timings)
             boxes, scores = boxes[again], scores[again]
         if face_prob is None:  # a keypoints-only model: the detector's score decides
             face_prob = scores
@@ -186,7 +186,7 @@ class PhotoPredictor:
                                      crop_boxes[i], bool(face_prob[i] >= self.face_threshold)))
         return result
 
-    def _run(self, gray: np.ndarray, boxes: np.ndarray, timings: dict):
+    def run_boxes(self, gray: np.ndarray, boxes: np.ndarray, timings: dict):
         """Crops of ``boxes`` through the network: (indices of the usable boxes, crop boxes, points, face prob)."""
         started = time.perf_counter()
         height, width = gray.shape

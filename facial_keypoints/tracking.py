@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,8 +39,7 @@ class _Track:
     id: int
     face: Face
     size: float                      # the face's size when the track began: the filter's unit
-    smoother: OneEuroFilter | None
-    points: np.ndarray = field(default=None)  # the raw (unsmoothed) keypoints, which place the next crop
+    smoother: OneEuroFilter | None  # face.keypoints stay raw: they place the next crop
 
 
 class FaceTracker:
@@ -84,14 +83,14 @@ class FaceTracker:
     def _follow(self, predictor, image) -> list[_Track] | None:
         """Every track moved to this frame through its keypoints' box, or None where one was lost."""
         gray = np.asarray(image.convert("L"))
-        boxes = box_from_keypoints(np.stack([t.points for t in self.tracks]))
-        kept, crop_boxes, points, probs = predictor._run(gray, boxes, {})
+        boxes = box_from_keypoints(np.stack([t.face.keypoints for t in self.tracks]))
+        kept, crop_boxes, points, probs = predictor.run_boxes(gray, boxes, {})
         if len(kept) < len(self.tracks) or probs is None or (probs < predictor.face_threshold).any():
             return None  # a face left the frame or turned away, or the scene changed: ask the detector
         moved = []
         for track, crop_box, box, pts, prob in zip(self.tracks, crop_boxes, boxes, points, probs):
             face = Face(box, float(prob), pts.astype(np.float32), track.face.detector_score, crop_box)
-            moved.append(_Track(track.id, face, track.size, track.smoother, pts))
+            moved.append(_Track(track.id, face, track.size, track.smoother))
         return moved
 
     def _detect(self, predictor, image) -> None:
@@ -108,13 +107,13 @@ class FaceTracker:
             if best >= 0 and overlaps[best] >= self.match_iou:
                 taken.add(best)
                 old = self.tracks[best]
-                tracks.append(_Track(old.id, face, old.size, old.smoother, face.keypoints))
+                tracks.append(_Track(old.id, face, old.size, old.smoother))
             else:
                 size = float(np.sqrt(np.prod(face.box[2:] - face.box[:2])))
                 smoother = copy.deepcopy(self.smoothing) if self.smoothing is not None else None
                 if smoother is not None:
                     smoother.reset()
-                tracks.append(_Track(next(self._ids), face, size, smoother, face.keypoints))
+                tracks.append(_Track(next(self._ids), face, size, smoother))
         self.tracks = tracks
 
     @staticmethod

@@ -27,31 +27,35 @@ def is_video(path) -> bool:
     return isinstance(path, int) or Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def read_frames(source) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(index, time in seconds, RGB uint8 array) of each frame of a video file, or of camera ``source`` (an int)."""
-    import cv2
-    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
-    if not capture.isOpened():
-        raise ImageError(f"cannot open video {source}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    try:
-        for index in itertools.count():
-            ok, bgr = capture.read()
-            if not ok:
-                if index == 0:
-                    raise ImageError(f"cannot read a frame of video {source}")
-                return
-            yield index, index / fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
+class VideoFrames:
+    """The frames of a video file, or of camera ``source`` (an int), opened once: ``fps`` is known before
+    the first frame, and iterating yields (index, time in seconds, RGB uint8 array)."""
+
+    def __init__(self, source):
+        import cv2
+        self.source = source
+        self.capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+        if not self.capture.isOpened():
+            raise ImageError(f"cannot open video {source}")
+        self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        import cv2
+        try:
+            for index in itertools.count():
+                ok, bgr = self.capture.read()
+                if not ok:
+                    if index == 0:
+                        raise ImageError(f"cannot read a frame of video {self.source}")
+                    return
+                yield index, index / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            self.capture.release()
 
 
-def frames_per_second(source) -> float:
-    import cv2
-    capture = cv2.VideoCapture(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    capture.release()
-    return fps
+def read_frames(source) -> VideoFrames:
+    """The frames of ``source`` (a video file, or a camera's number), to iterate once."""
+    return VideoFrames(source)
 
 
 def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True) -> dict:
@@ -74,20 +78,20 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
     os.close(handle)
     handle, video_tmp = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=".mp4", dir=out_dir)
     os.close(handle)
-    fps = frames_per_second(source) if not isinstance(source, int) else 30.0
+    frames = read_frames(source)
     writer, counts, started = None, {"frames": 0, "faces": 0}, time.perf_counter()
     bar = tqdm(desc=str(source), unit="frame", disable=not progress)
     finished = False
     try:
         with open(jsonl_tmp, "w") as lines:
-            for index, time_s, rgb in read_frames(source):
+            for index, time_s, rgb in frames:
                 faces = tracker.update(rgb, time_s)
                 lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4),
                                         "faces": [f.as_json() for f in faces]}) + "\n")
                 image = Image.fromarray(rgb)
                 drawn = draw_result(image, PhotoResult(image.width, image.height, list(faces)))
                 if writer is None:
-                    writer = cv2.VideoWriter(video_tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, image.size)
+                    writer = cv2.VideoWriter(video_tmp, cv2.VideoWriter_fourcc(*"mp4v"), frames.fps, image.size)
                 writer.write(cv2.cvtColor(np.asarray(drawn), cv2.COLOR_RGB2BGR))
                 counts["frames"] += 1
                 counts["faces"] += len(faces)
