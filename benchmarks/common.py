@@ -8,7 +8,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
 
 
 def machine() -> str:
@@ -20,24 +19,29 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    try:
+        import torch  # benchmarks/blazeface.py runs where torch is not installed
+    except ImportError:
+        return f"{cpu}, {os.cpu_count()} cores"
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-@torch.no_grad()
 def ms_per_face(model, batch: int = 1, threads: int = 1, runs: int = 200, warmup: int = 20) -> float:
     """Median milliseconds per face of a forward pass at ``batch`` on ``threads`` CPU threads."""
+    import torch
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         model = model.eval().cpu()
         x = torch.randn(batch, 1, 112, 112)
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
+        with torch.no_grad():
+            for _ in range(warmup):
+                model(x)
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - start)
         return statistics.median(times) * 1000 / batch
     finally:
         torch.set_num_threads(previous)

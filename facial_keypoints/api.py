@@ -67,12 +67,13 @@ class FaceLandmarker:
         face_threshold: the face probability a candidate needs (default: the checkpoint's, else 0.5).
         min_face: the smallest face the detector looks for, in pixels.
         refine: the second crop from the keypoints' own box (default on).
-        detect_max_side: larger photos are shrunk to this for the detector only.
+        detect_max_side: larger photos are shrunk to this for the detector only (None: the detector's
+            own, 416 px for YuNet and 1280 px for MTCNN).
     """
 
     def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",
                  detector: str = "auto", threads: int | None = None, face_threshold: float | None = None,
-                 min_face: int = 40, refine: bool = True, detect_max_side: int = 1280):
+                 min_face: int = 40, refine: bool = True, detect_max_side: int | None = None):
         from .face_detection import create_detector
         from .photos import PhotoPredictor
         from .runtime import load

@@ -109,20 +109,22 @@ def predict(args) -> int:
 
 
 def predict_video(landmarker, source, args, stem: str) -> int:
-    """One video (or camera) through a ``FaceTracker``: STEM.jsonl and STEM.mp4; 1 if it failed, else 0."""
+    """One video (or camera) through a ``FaceTracker``: STEM.jsonl, STEM.mp4 (and STEM.csv); 1 if it failed, else 0."""
     from .video import annotate_video
     tracker = landmarker.track(detect_every=args.detect_every, smooth=not args.no_smooth,
                                min_cutoff=args.min_cutoff, beta=args.beta)
     try:
-        counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress)
+        counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress, csv=args.csv)
     except KeyboardInterrupt:
-        print(f"interrupted: the frames done so far are in {args.out / stem}.jsonl and .mp4", file=sys.stderr)
+        print(f"interrupted: the frames done so far are in {args.out / stem}.jsonl and .mp4"
+              f"{' and .csv' if args.csv else ''}", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as error:  # noqa: BLE001 - one video's failure must not stop the rest
         print(f"error: {source}: {error} (skipped)", file=sys.stderr)
         return 1
     print(f"{source}: {counts['frames']} frames, {counts['faces']} faces, the detector on {counts['detections']}, "
-          f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}")
+          f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}"
+          + (f", {counts['csv']}" if args.csv else ""))
     return 0
 
 
@@ -220,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="videos: the One-Euro filter's cut-off at rest, Hz (lower: steadier, more lag)")
     pr.add_argument("--beta", type=float, default=20.0,
                     help="videos: how fast the cut-off rises with speed (higher: less lag in motion)")
+    pr.add_argument("--csv", action="store_true",
+                    help="videos: also STEM.csv, one row per face per frame (id, score, box, x and y of each point)")
     pr.add_argument("--no-progress", action="store_true", help="videos: no progress bar")
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
@@ -230,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-face", type=positive_int, default=40, help="smallest face the detector looks for, pixels")
     pr.add_argument("--face-threshold", type=float, default=None,
                     help="face probability a candidate needs (None: the checkpoint's, else 0.5)")
-    pr.add_argument("--detect-max-side", type=positive_int, default=1280,
-                    help="larger photos are shrunk to this for the detector (crops use full resolution)")
+    pr.add_argument("--detect-max-side", type=positive_int, default=None,
+                    help="larger photos are shrunk to this for the detector (crops use full resolution); "
+                         "default: the detector's own, 416 for yunet, 1280 for mtcnn and haar")
     pr.add_argument("--no-refine", action="store_true",
                     help="one network pass on the detector's box instead of a second one on the box the first "
                          "pass's keypoints imply")

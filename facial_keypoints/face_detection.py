@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 # (centre shift x, centre shift y) as fractions of the detection's width/height, then (width, height) ratios.
 MTCNN_TO_LABEL = (0.010, 0.091, 1.008, 0.782)
@@ -42,6 +43,7 @@ class Detections:
 
 class MtcnnDetector:
     to_label = MTCNN_TO_LABEL
+    max_side = 1280  # photos are shrunk to this side first (photos.detect_faces)
 
     def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6)):
         try:
@@ -66,6 +68,7 @@ class MtcnnDetector:
 
 class HaarDetector:
     to_label = (0.0, 0.0, 1.0, 1.0)  # its boxes are used as they are
+    max_side = 1280
 
     def __init__(self, min_face: int = 40):
         import cv2
@@ -88,9 +91,9 @@ class YuNetDetector:
     """libfacedetection's YuNet through the ``yuface`` wheel, which carries the model (BSD licence;
     ``pip install .[yunet]``: wheels for CPython 3.10 and 3.11 on x86-64 Linux only).
 
-    ``min_face``: MTCNN's bounds its image pyramid, and its boxes reach down to about half of it;
-    YuNet has no pyramid to bound, so its boxes are kept from half of ``min_face`` up (a full
-    ``min_face`` cut lost 5 points of recall on the validation photos, benchmarks/detectors.py)."""
+    YuNet has no image pyramid to bound with ``min_face``; ``photos.detect_faces`` drops its boxes
+    under half of ``min_face``, as small as MTCNN's reach (a full ``min_face`` cut lost 5 points of
+    recall on the validation photos, benchmarks/detectors.py)."""
 
     to_label = YUNET_TO_LABEL
 
@@ -102,23 +105,36 @@ class YuNetDetector:
                               "3.10-3.11 on x86-64 Linux)") from error
         self.detect, self.min_face, self.threshold = yuface.detect, min_face, threshold
 
-    # Larger inputs are shrunk to this side first: yuface warns above 960, and on the validation photos
-    # 640 found 98.9 % of the faces after the face decision against 98.3 % at 960 (benchmarks/detectors.py
-    # --yunet-max-side), in less time on large photos.
-    MAX_SIDE = 640
+    # ``photos.detect_faces`` shrinks larger photos to this side first. YuNet pads its input to
+    # multiples of 32, and on the validation photos 416 px found as many faces after the face decision
+    # as 640 px in half the time (benchmarks/detectors.py --yunet-max-side); yuface warns above 960.
+    max_side = 416
 
     def __call__(self, rgb: np.ndarray) -> Detections:
-        import cv2
-        scale = min(1.0, self.MAX_SIDE / max(rgb.shape[:2]))
-        if scale < 1.0:
-            rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)),
-                             interpolation=cv2.INTER_AREA)
         confidences, boxes, _ = self.detect(np.ascontiguousarray(rgb[..., ::-1]), conf=self.threshold)
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # x y w h -> x1 y1 x2 y2
-        keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face / 2
         scores = np.asarray(confidences, dtype=np.float64).reshape(-1) / 100.0
-        return Detections(adjust_boxes(boxes[keep], *self.to_label), scores[keep])
+        return Detections(adjust_boxes(boxes, *self.to_label), scores)
+
+
+def detect_faces(detector, image: Image.Image, max_side: int | None = None):
+    """The detector's Detections on ``image``, in ``image`` pixels.
+
+    A detector is a callable from an RGB uint8 array to ``Detections``; its optional ``max_side``
+    and ``min_face`` attributes are honoured. Photos larger than ``max_side`` (default: the
+    detector's, else 1280) are shrunk first, by area averaging (PIL's box filter: anti-aliased, and
+    the cheapest such resize here). Boxes under half of ``min_face`` in photo pixels are dropped.
+    """
+    width, height = image.size
+    scale = min(1.0, (max_side or getattr(detector, "max_side", 1280)) / max(width, height))
+    small = image if scale == 1.0 else image.resize((round(width * scale), round(height * scale)),
+                                                      Image.Resampling.BOX)
+    detections = detector(np.asarray(small))
+    boxes = detections.boxes / scale
+    keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= getattr(detector, "min_face", 0) / 2
+    detections.boxes, detections.scores = boxes[keep], detections.scores[keep]
+    return detections
 
 
 DETECTORS = {"mtcnn": MtcnnDetector, "yunet": YuNetDetector, "haar": HaarDetector}

@@ -6,7 +6,7 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class ImageError(OSError):
@@ -105,3 +105,25 @@ def _halved_region(gray: np.ndarray, box, halvings: int):
     for _ in range(halvings):
         region = cv2.resize(region, (region.shape[1] // 2, region.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return region, ((x0 - left) / block, (y0 - top) / block, (x1 - left) / block, (y1 - top) / block)
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels of any PIL image: alpha laid on white, 16-bit grayscale to its top 8 bits."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def open_photo(path) -> Image.Image:
+    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, then ``as_rgb``."""
+    try:
+        with Image.open(path) as image:
+            return as_rgb(ImageOps.exif_transpose(image))
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(f"cannot read image {path}: {error}") from None

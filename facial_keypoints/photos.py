@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from .atomic import atomic_output
 from .geometry import BoxError, box_from_keypoints, expand_box
-from .images import ImageError
+from .face_detection import detect_faces  # noqa: F401  (part of this module's interface)
+from .images import ImageError, as_rgb, open_photo  # noqa: F401
 from .inference import KeypointRunner
 from .keypoints import POINT_NAMES
 from .plots import draw_points
@@ -56,39 +57,6 @@ def output_stems(photos, out_dir) -> list[str]:
         taken.add(stem)
         stems.append(stem)
     return stems
-
-
-def as_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels of any PIL image: alpha laid on white, 16-bit grayscale to its top 8 bits."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
-    return image.convert("RGB")
-
-
-def open_photo(path) -> Image.Image:
-    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, then ``as_rgb``."""
-    try:
-        with Image.open(path) as image:
-            return as_rgb(ImageOps.exif_transpose(image))
-    except FileNotFoundError:
-        raise ImageError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(f"cannot read image {path}: {error}") from None
-
-
-def detect_faces(detector, image: Image.Image, max_side: int = 1280):
-    """The detector's Detections on ``image``, shrunk to ``max_side`` first if larger; boxes in ``image`` pixels."""
-    width, height = image.size
-    scale = min(1.0, max_side / max(width, height))
-    small = image if scale == 1.0 else image.resize((round(width * scale), round(height * scale)),
-                                                      Image.Resampling.BILINEAR)
-    detections = detector(np.asarray(small))
-    detections.boxes = detections.boxes / scale
-    return detections
 
 
 @dataclass
@@ -140,12 +108,12 @@ class PhotoPredictor:
 
     ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
     checkpoint's (input size, expansion ratio, normalisation).  Photos larger
-    than ``detect_max_side`` are shrunk for the detector only; crops always come
+    than ``detect_max_side`` (None: the detector's own) are shrunk for the detector only; crops always come
     from the full-resolution photo.
     """
 
     def __init__(self, model, config: dict, detector, face_threshold: float | None = None,
-                 detect_max_side: int = 1280, refine: bool = True):
+                 detect_max_side: int | None = None, refine: bool = True):
         self.model, self.config, self.detector = model, config, detector
         self.runner = KeypointRunner(model, config)
         self.face_threshold = face_threshold if face_threshold is not None else face_threshold_of(config)

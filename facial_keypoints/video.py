@@ -2,11 +2,13 @@
 
 ``annotate_video`` writes ``STEM.jsonl`` (one object per frame: ``{"frame", "time_s", "faces"}``,
 each face the photo JSON's fields plus its track ``id``) and ``STEM.mp4`` (the frames with the
-faces drawn).  Both are written under temporary names and renamed when the video ends, or when
-the run is interrupted (Ctrl-C), so what exists is always whole and what was processed is kept.
+faces drawn), and with ``csv=True`` ``STEM.csv`` (one row per face per frame, for spreadsheets).
+All are written under temporary names and renamed when the video ends, or when the run is
+interrupted (Ctrl-C), so what exists is always whole and what was processed is kept.
 """
 from __future__ import annotations
 
+import csv as csv_module
 import itertools
 import json
 import os
@@ -58,12 +60,27 @@ def read_frames(source) -> VideoFrames:
     return VideoFrames(source)
 
 
-def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True) -> dict:
-    """Run ``tracker`` over every frame of ``source``; write ``STEM.jsonl`` and ``STEM.mp4`` in ``out_dir``.
+def csv_header() -> list[str]:
+    """The columns of ``STEM.csv``: frame, time, track id, face score, box, then x and y of each point."""
+    from .keypoints import POINT_NAMES
+    return ["frame", "time_s", "id", "score", "x1", "y1", "x2", "y2"] + [
+        f"{name}_{axis}" for name in POINT_NAMES for axis in ("x", "y")]
+
+
+def csv_row(index: int, time_s: float, face) -> list:
+    record = face.as_json()
+    return [index, round(time_s, 4), record["id"], record["score"], *record["box"],
+            *(v for point in record["keypoints"].values() for v in point)]
+
+
+def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True, csv: bool = False) -> dict:
+    """Run ``tracker`` over every frame of ``source``; write ``STEM.jsonl``, ``STEM.mp4`` and, with
+    ``csv``, ``STEM.csv`` in ``out_dir``.
 
     Returns counts (frames, faces, detector runs, seconds).  On Ctrl-C the frames done so far are
-    kept (both files renamed into place) and the KeyboardInterrupt goes on to the caller.
+    kept (the files renamed into place) and the KeyboardInterrupt goes on to the caller.
     """
+    import contextlib
     import time
 
     import cv2
@@ -72,26 +89,33 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
     from .photos import PhotoResult, draw_result
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jsonl_path, video_path = out_dir / f"{stem}.jsonl", out_dir / f"{stem}.mp4"
+    suffixes = (".jsonl", ".mp4") + ((".csv",) if csv else ())
     # temporary names keep the real suffix: OpenCV picks the container by it
-    handle, jsonl_tmp = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=".jsonl", dir=out_dir)
-    os.close(handle)
-    handle, video_tmp = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=".mp4", dir=out_dir)
-    os.close(handle)
+    temporary = {}
+    for suffix in suffixes:
+        handle, temporary[suffix] = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=suffix, dir=out_dir)
+        os.close(handle)
     frames = read_frames(source)
     writer, counts, started = None, {"frames": 0, "faces": 0}, time.perf_counter()
     bar = tqdm(desc=str(source), unit="frame", disable=not progress)
     finished = False
     try:
-        with open(jsonl_tmp, "w") as lines:
+        with open(temporary[".jsonl"], "w") as lines, contextlib.ExitStack() as stack:
+            table = None
+            if csv:
+                table = csv_module.writer(stack.enter_context(open(temporary[".csv"], "w", newline="")))
+                table.writerow(csv_header())
             for index, time_s, rgb in frames:
                 faces = tracker.update(rgb, time_s)
                 lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4),
                                         "faces": [f.as_json() for f in faces]}) + "\n")
+                if table is not None:
+                    table.writerows(csv_row(index, time_s, face) for face in faces)
                 image = Image.fromarray(rgb)
                 drawn = draw_result(image, PhotoResult(image.width, image.height, list(faces)))
                 if writer is None:
-                    writer = cv2.VideoWriter(video_tmp, cv2.VideoWriter_fourcc(*"mp4v"), frames.fps, image.size)
+                    writer = cv2.VideoWriter(temporary[".mp4"], cv2.VideoWriter_fourcc(*"mp4v"), frames.fps,
+                                             image.size)
                 writer.write(cv2.cvtColor(np.asarray(drawn), cv2.COLOR_RGB2BGR))
                 counts["frames"] += 1
                 counts["faces"] += len(faces)
@@ -101,15 +125,16 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
         bar.close()
         if writer is not None:
             writer.release()
+        paths = {suffix: out_dir / f"{stem}{suffix}" for suffix in suffixes}
         if counts["frames"]:
             umask = os.umask(0)
             os.umask(umask)
-            for tmp, path in ((jsonl_tmp, jsonl_path), (video_tmp, video_path)):
+            for suffix, tmp in temporary.items():
                 os.chmod(tmp, 0o666 & ~umask)  # as a plainly created file (mkstemp's are owner-only)
-                os.replace(tmp, path)
+                os.replace(tmp, paths[suffix])
         else:
-            Path(jsonl_tmp).unlink(missing_ok=True)
-            Path(video_tmp).unlink(missing_ok=True)
+            for tmp in temporary.values():
+                Path(tmp).unlink(missing_ok=True)
         counts.update(detections=tracker.detections, seconds=time.perf_counter() - started, finished=finished,
-                      jsonl=str(jsonl_path), video=str(video_path))
+                      **{suffix[1:].replace("mp4", "video"): str(path) for suffix, path in paths.items()})
     return counts

@@ -15,7 +15,7 @@ from facial_keypoints.geometry import (KEYPOINTS_TO_BOX, box_from_keypoints, exp
 from facial_keypoints.images import ImageError
 from facial_keypoints.labels import read_labels
 from facial_keypoints.metrics import keypoint_metrics
-from facial_keypoints.photos import PhotoPredictor, face_threshold_of, find_photos, open_photo
+from facial_keypoints.photos import PhotoPredictor, detect_faces, face_threshold_of, find_photos, open_photo
 from facial_keypoints.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
@@ -125,6 +125,14 @@ def test_large_photos_are_shrunk_for_the_detector_only():
     result = predictor.predict_photo(Image.new("RGB", (2000, 1000)))
     assert detector.seen == [(250, 500, 3)]
     assert np.allclose(result.faces[0].box, [400, 400, 800, 800])  # back in full-resolution pixels
+
+
+def test_the_detector_sees_photos_shrunk_to_its_own_max_side_and_small_boxes_are_dropped():
+    detector = FixedDetector([[10, 10, 110, 110], [200, 10, 207, 17]], [0.9, 0.8])  # the second: 7 px
+    detector.max_side, detector.min_face = 416, 40
+    detections = detect_faces(detector, Image.new("RGB", (832, 600)))
+    assert detector.seen == [(300, 416, 3)]
+    assert np.allclose(detections.boxes, [[20, 20, 220, 220]]) and detections.scores.tolist() == [0.9]  # 14 px < 20
 
 
 def test_single_head_models_keep_the_detector_score():

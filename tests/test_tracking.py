@@ -1,4 +1,5 @@
 """Video: the One-Euro filter, the tracker's ids and detector schedule, and the video files predict writes."""
+import csv
 import json
 
 import cv2
@@ -97,6 +98,21 @@ def test_predict_on_a_video_writes_a_line_per_frame_and_an_annotated_video(scene
     assert "24 frames" in capsys.readouterr().out
 
 
+def test_predict_csv_has_a_row_per_face_per_frame_matching_the_json_lines(scenes, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", scenes[:6])
+    out = tmp_path / "out"
+    assert cli(["predict", str(clip), "--out", str(out), "--no-progress", "--threads", "2", "--csv"]) == 0
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    with open(out / "clip.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(len(line["faces"]) for line in lines) == 12 and len(rows[0]) == 8 + 2 * 21
+    first = lines[5]["faces"][1]
+    row = rows[11]
+    assert (int(row["frame"]), int(row["id"])) == (5, first["id"])
+    assert [float(row[k]) for k in ("x1", "y1", "x2", "y2")] == first["box"]
+    assert [float(row["nose_tip_x"]), float(row["nose_tip_y"])] == first["keypoints"]["nose_tip"]
+
+
 def test_an_interrupted_video_keeps_the_frames_done_whole(scenes, landmarker, tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", scenes)
     tracker = landmarker.track()
@@ -110,7 +126,9 @@ def test_an_interrupted_video_keeps_the_frames_done_whole(scenes, landmarker, tm
 
     tracker.update = stop_after_five
     with pytest.raises(KeyboardInterrupt):
-        annotate_video(tracker, clip, tmp_path / "out", "clip", progress=False)
+        annotate_video(tracker, clip, tmp_path / "out", "clip", progress=False, csv=True)
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert len(lines) == 5 and all(json.loads(line) for line in lines)
+    rows = (tmp_path / "out" / "clip.csv").read_text().splitlines()
+    assert rows[0].startswith("frame,time_s,id,") and rows[-1].startswith("4,")
     assert sum(1 for _ in read_frames(tmp_path / "out" / "clip.mp4")) == 5
