@@ -22,6 +22,7 @@ from . import engine
 from .checkpoint import CheckpointError, load_checkpoint, load_model, make_checkpoint, on_cpu, save_checkpoint
 from .crop_pack import read_pack, write_pack
 from .dataset import FaceCrops
+from .distributed import Distributed
 from .errors import USER_ERRORS
 from .evaluation import attach_face_boxes, face_metrics, predict_records
 from .labels import read_list
@@ -51,7 +52,12 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=None,
                    help="crop side in pixels (None: 112 for train, the checkpoint's for finetune; a different "
                         "size carries the convolutional weights over to it)")
-    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64), help="training batch size")
+    p.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 64),
+                   help="training batch size (under torchrun: per process; the batch of a step is this times "
+                        "the number of processes)")
+    p.add_argument("--lr-scaling", choices=("linear", "none"), default="linear",
+                   help="under torchrun: the learning rate for N processes' N-times batch (linear: --lr times N, "
+                        "Goyal et al. 2017; none: --lr as given)")
     p.add_argument("--test-batch-size", type=int, default=256, help="batch size of validation and test")
     p.add_argument("--epochs", type=int, default=defaults.get("epochs", 40), help="training epochs")
     p.add_argument("--lr", type=float, default=None,
@@ -115,12 +121,14 @@ def build_parser(stage_dir: Path, defaults: dict) -> argparse.ArgumentParser:
     return p
 
 
-def setup_logging(save_dir: Path | None) -> None:
+def setup_logging(save_dir: Path | None, quiet: bool = False) -> None:
+    """INFO lines to stderr and ``save_dir/train.log``; ``quiet`` (a process other than rank 0): warnings only."""
     handlers = [logging.StreamHandler(sys.stderr)]
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(save_dir / "train.log"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s",
+                        handlers=handlers, force=True)
 
 
 def split_seed(args) -> int:
@@ -292,14 +300,22 @@ class Detector:
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)
         self.args = args
-        self.device = engine.select_device(args.no_cuda)
-        # Training from a crop pack needs no photos (and so no data root).
-        packed = args.crops is not None and args.phase in ("train", "finetune")
-        self.root = None if packed else resolve_data_root(args.data_root)
-        setup_logging(args.save_directory if args.phase in ("train", "finetune") else None)
-        phase = getattr(self, f"phase_{args.phase}")
-        result = phase()
-        return 0 if result is None else result
+        training = args.phase in ("train", "finetune")
+        self.dist = Distributed.from_environment(args.no_cuda)
+        try:
+            if self.dist.enabled and not training:
+                raise ValueError(f"--phase {args.phase} runs in one process; torchrun is for train and finetune")
+            self.device = self.dist.device(engine.select_device(args.no_cuda))
+            # Training from a crop pack needs no photos (and so no data root).
+            packed = args.crops is not None and training
+            self.root = None if packed else resolve_data_root(args.data_root)
+            setup_logging(args.save_directory if training and self.dist.is_main else None,
+                          quiet=not self.dist.is_main)
+            phase = getattr(self, f"phase_{args.phase}")
+            result = phase()
+            return 0 if result is None else result
+        finally:
+            self.dist.close()
 
     def check_heads(self, arch: str, source) -> None:
         """Stage 3 trains two-headed models (its loss needs the face/non-face logits)."""
@@ -354,7 +370,8 @@ class Detector:
 
     # ---- phases -------------------------------------------------------------------
     def phase_train(self, model=None, config=None, lr=None):
-        with save_directory_lock(self.args.save_directory):
+        # under torchrun only rank 0 writes into the save directory, so only it holds the lock
+        with save_directory_lock(self.args.save_directory) if self.dist.is_main else contextlib.nullcontext():
             return self.train_loop(model, config, lr)
 
     def train_loop(self, model=None, config=None, lr=None):
@@ -365,16 +382,28 @@ class Detector:
             model = create_model(config["arch"], input_size=config["input_size"], **config["model_kwargs"])
             labelled_faces = train_set.face_mask() & train_set.keypoint_labelled
             init_output(model, torch.from_numpy(train_set.frame_keypoints[labelled_faces].mean(axis=0)))
-        model.to(self.device)
+        # ``model`` runs the training steps (DistributedDataParallel under torchrun); ``net`` is the network
+        # itself, which checkpoints, the weight average, validation and hooks see.
+        net = model.to(self.device)
+        model = self.dist.wrap(net, self.device)
         lr = lr if lr is not None else (args.lr if args.lr is not None else self.defaults.get("lr", 1e-3))
+        args.base_lr = lr  # before scaling for torchrun's processes: what a finetune starts from
+        if self.dist.enabled:
+            world, scaled = self.dist.world_size, lr * (self.dist.world_size if args.lr_scaling == "linear" else 1)
+            log.info("torchrun: %d processes (%s); batch %d per process, %d per step; lr %g -> %g (%s)", world,
+                     self.dist.backend, args.batch_size, args.batch_size * world, lr, scaled,
+                     "linear scaling rule: lr times the processes" if args.lr_scaling == "linear"
+                     else "--lr-scaling none: as given")
+            lr = scaled
         args.lr = lr  # the checkpoint records the rate actually used
-        optimizer = make_optimizer(args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay)
-        steps_per_epoch = (len(train_set) + args.batch_size - 1) // args.batch_size
+        optimizer = make_optimizer(args.optimizer, net.parameters(), lr, args.momentum, args.weight_decay)
+        per_process = -(-len(train_set) // self.dist.world_size)
+        steps_per_epoch = (per_process + args.batch_size - 1) // args.batch_size
         scheduler = self.scheduler_factory(args, optimizer, steps_per_epoch) if self.scheduler_factory else None
         loss_fn = self.loss_factory(args)
         if hasattr(loss_fn, "watch"):  # a loss that reads the model's inner layers (heatmap distillation)
-            loss_fn.watch(model)
-        average = WeightAverage(model, args.ema) if getattr(args, "ema", 0.0) else None
+            loss_fn.watch(net)
+        average = WeightAverage(net, args.ema) if getattr(args, "ema", 0.0) else None
         labels_loss = getattr(loss_fn, "labels_loss", None)  # distillation: best.pt is judged without the teacher
         history, start_epoch, best = [], 1, float("inf")
         save_dir = args.save_directory
@@ -396,7 +425,7 @@ class Detector:
                 raise CheckpointError(f"{save_dir / 'last.pt'} was trained {how} --ema: resume it the same way")
             if average is not None:  # "model" holds the average; the trained weights are beside it
                 average.load_state_dict(payload["ema"], payload["model"])
-            model.load_state_dict(payload["raw_model"] if average is not None else payload["model"])
+            net.load_state_dict(payload["raw_model"] if average is not None else payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
             if scheduler is not None and payload.get("scheduler"):
                 scheduler.load_state_dict(payload["scheduler"])
@@ -409,18 +438,22 @@ class Detector:
             if scheduler is not None:
                 scheduler.step()
             if average is not None:
-                average.update(model)
+                average.update(net)
 
         log.info("model %s: %d parameters; %d train / %d validation faces; device %s; lr %g",
-                 config["arch"], count_parameters(model), len(train_set), len(val_set), self.device, lr)
+                 config["arch"], count_parameters(net), len(train_set), len(val_set), self.device, lr)
         val_loader = engine.make_loader(val_set, args.test_batch_size, shuffle=False)
         generator = torch.Generator()
+        # Under torchrun each process takes every N-th sample of the permutation one process would draw.
+        sampler = self.dist.sampler(train_set, seed=args.seed * 100003) if self.dist.enabled else None
         for epoch in range(start_epoch, args.epochs + 1):
             # Seeded per epoch, so a resumed run shuffles (and augments) like an uninterrupted one.
             generator.manual_seed(args.seed * 100003 + epoch)
-            torch.manual_seed(args.seed * 100003 + epoch)
+            torch.manual_seed(args.seed * 100003 + epoch + 1_000_003 * self.dist.rank)  # each process augments anew
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             train_loader = engine.make_loader(train_set, args.batch_size, shuffle=True, workers=args.workers,
-                                              generator=generator)
+                                              generator=generator, sampler=sampler)
             started = time.perf_counter()
             try:
                 stats = engine.train_one_epoch(model, train_loader, optimizer, loss_fn, self.device, epoch,
@@ -432,8 +465,11 @@ class Detector:
                     f"{error}. The batch's list lines: {lines}{' ...' if len(error.indices) > 8 else ''}. "
                     "Look at those labels first (gen_train_test.py checks them against their photos); if they "
                     "are right, a lower --lr or --clip-grad keeps the steps smaller") from None
-            with average.applied_to(model) if average else contextlib.nullcontext() as own_weights:
-                val = engine.run_inference(model, val_loader, self.device, loss_fn,
+            stats["loss"] = self.dist.mean(stats["loss"] * stats["faces"], stats["faces"])
+            if not self.dist.is_main:
+                continue  # rank 0 validates and writes; the others go on to the next epoch's first step
+            with average.applied_to(net) if average else contextlib.nullcontext() as own_weights:
+                val = engine.run_inference(net, val_loader, self.device, loss_fn,
                                            extra_losses={"labels": labels_loss} if labels_loss else None)
                 history.append({"epoch": epoch, "train_loss": stats["loss"], "val_loss": val["loss"],
                                 **({"val_labels_loss": val["labels_loss"]} if labels_loss else {}),
@@ -444,7 +480,7 @@ class Detector:
                          " (weight average)" if average else "", history[-1]["seconds"])
                 self.write_history(history, save_dir, loss_label(loss_fn, args))
                 if args.save_model:
-                    payload = make_checkpoint(model, config, optimizer=optimizer, scheduler=scheduler,
+                    payload = make_checkpoint(net, config, optimizer=optimizer, scheduler=scheduler,
                                               args=vars(args), epoch=epoch,
                                               metrics={k: v for k, v in history[-1].items() if k.startswith("val_")},
                                               history=history)
@@ -455,6 +491,7 @@ class Detector:
                     if selection_loss(history[-1]) < best:
                         best = selection_loss(history[-1])
                         save_checkpoint(payload, save_dir / "best.pt")
+        self.dist.barrier()  # every process ends after rank 0's last checkpoint
         total = sum(h["seconds"] for h in history)
         log.info("trained %d epochs in %.1f min; best validation loss %.4f%s; checkpoints in %s",
                  len(history), total / 60, best, " (labels alone)" if labels_loss else "", save_dir)
@@ -533,7 +570,9 @@ class Detector:
         frozen = freeze(model, self.args.freeze) if self.args.freeze else []
         if frozen:
             log.info("frozen: %s", ", ".join(frozen))
-        lr = self.args.lr if self.args.lr is not None else payload["args"].get("lr") or self.defaults.get("lr", 1e-3)
+        trained = payload["args"]
+        lr = self.args.lr if self.args.lr is not None else (trained.get("base_lr") or trained.get("lr")
+                                                            or self.defaults.get("lr", 1e-3))
         if self.args.lr is None:
             lr = lr * 0.1
         if self.args.save_directory == path.parent:

@@ -23,9 +23,15 @@ class NonFiniteLossError(RuntimeError):
         self.indices = [int(i) for i in indices]
 
 
-def make_loader(dataset, batch_size: int, *, shuffle: bool, workers: int = 0, generator=None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      generator=generator, persistent_workers=False, drop_last=False)
+def make_loader(dataset, batch_size: int, *, shuffle: bool, workers: int = 0, generator=None,
+                sampler=None) -> DataLoader:
+    """Batches of ``dataset``; a ``sampler`` (a process's share under torchrun) replaces the shuffling.
+
+    A shuffled (training) loader drops a last batch of one sample: batch norm cannot train on it.
+    """
+    one_left = shuffle and len(sampler if sampler is not None else dataset) % batch_size == 1
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, generator=generator, persistent_workers=False, drop_last=one_left)
 
 
 def softmax_face_probability(logits) -> np.ndarray:
