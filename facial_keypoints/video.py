@@ -34,6 +34,8 @@ class VideoFrames:
     the first frame, and iterating yields (index, time in seconds, RGB uint8 array)."""
 
     def __init__(self, source):
+        # FFmpeg's own messages ("moov atom not found") would come on top of our one line per bad video
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
         self.source = source
         self.capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
@@ -91,11 +93,11 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
     out_dir.mkdir(parents=True, exist_ok=True)
     suffixes = (".jsonl", ".mp4") + ((".csv",) if csv else ())
     # temporary names keep the real suffix: OpenCV picks the container by it
+    frames = read_frames(source)  # first: a video that cannot be opened leaves nothing behind
     temporary = {}
     for suffix in suffixes:
         handle, temporary[suffix] = tempfile.mkstemp(prefix=f".{stem}.partial.", suffix=suffix, dir=out_dir)
         os.close(handle)
-    frames = read_frames(source)
     writer, counts, started = None, {"frames": 0, "faces": 0}, time.perf_counter()
     bar = tqdm(desc=str(source), unit="frame", disable=not progress)
     finished = False

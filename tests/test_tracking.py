@@ -1,6 +1,7 @@
 """Video: the One-Euro filter, the tracker's ids and detector schedule, and the video files predict writes."""
 import csv
 import json
+import wave
 
 import cv2
 import numpy as np
@@ -132,3 +133,23 @@ def test_an_interrupted_video_keeps_the_frames_done_whole(scenes, landmarker, tm
     rows = (tmp_path / "out" / "clip.csv").read_text().splitlines()
     assert rows[0].startswith("frame,time_s,id,") and rows[-1].startswith("4,")
     assert sum(1 for _ in read_frames(tmp_path / "out" / "clip.mp4")) == 5
+
+
+def test_bad_videos_get_one_line_each_and_the_rest_of_the_batch_goes_on(scenes, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = write_clip(videos / "good.mp4", scenes[:4])
+    (videos / "empty.mp4").write_bytes(b"")                                   # zero length
+    (videos / "garbage.avi").write_bytes(np.random.default_rng(0).bytes(5000))  # not a video at all
+    (videos / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with wave.open(str(videos / "sound.mov"), "wb") as sound:                   # a file with no video stream
+        sound.setnchannels(1), sound.setsampwidth(2), sound.setframerate(8000)
+        sound.writeframes(b"\0\0" * 800)
+    out = tmp_path / "out"
+    assert cli(["predict", str(videos), "--out", str(out), "--no-progress", "--threads", "2"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 4 and all(line.endswith("(skipped)") for line in errors)
+    for name in ("empty.mp4", "garbage.avi", "truncated.mp4", "sound.mov"):
+        assert sum(name in line for line in errors) == 1, name
+    assert sorted(p.name for p in out.iterdir()) == ["good.jsonl", "good.mp4"]  # nothing half-written
