@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,15 @@ def predict(args) -> int:
         photos.append(args.camera)
     if not photos:
         raise FileNotFoundError(f"no photos or videos under {' '.join(map(str, args.paths))}")
+    if args.ray:
+        return predict_ray(photos, args)
+    if args.parquet is not None or args.ray_address is not None:
+        raise ValueError("--parquet and --ray-address are for --ray")
+    if args.jsonl is not None:
+        return predict_jsonl(photos, args)
+    if args.workers:
+        raise ValueError("--workers runs with --jsonl FILE (one line per photo); without it predict runs in one "
+                         "process")
     output_folder(args.out)
     landmarker = FaceLandmarker(args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads,
                                 face_threshold=args.face_threshold, min_face=args.min_face,
@@ -104,8 +114,70 @@ def predict(args) -> int:
         print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
               f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
     if failed:
-        print(f"{failed} of {len(photos)} photo(s) could not be processed", file=sys.stderr)
+        print(f"{failed} of {len(photos)} photo(s) and video(s) could not be processed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def predict_jsonl(photos: list, args) -> int:
+    """Photos to one JSON-lines file, resumable, on ``--workers`` processes (``bulk``)."""
+    from .bulk import JsonlWriter, WorkerDied, annotate, done_photos
+    from .video import is_video
+    videos = [p for p in photos if is_video(p)]
+    if videos:
+        raise ValueError(f"--jsonl is for photos; {videos[0]} is a video (predict it without --jsonl)")
+    done = done_photos(writable_output(args.jsonl))
+    todo = [p for p in photos if str(p) not in done]
+    if not todo:
+        print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
+        return 0
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
+    settings = dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=threads,
+                    face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
+                    detect_max_side=args.detect_max_side)
+    print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
+          f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
+    writer, counts = JsonlWriter(args.jsonl), {}
+    try:
+        annotate(todo, writer, settings, workers=args.workers, progress=not args.no_progress, counts=counts)
+    except WorkerDied as error:
+        print(f"error: {error}; stopped with {counts['written']} photo(s) written to {args.jsonl}; the same "
+              "command goes on from there", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {counts.get('written', 0)} photo(s) written to {args.jsonl}, each line whole; the "
+              "same command goes on from there", file=sys.stderr)
+        return 130
+    finally:
+        writer.close()
+    print(f"{counts['written']} photo(s) written to {args.jsonl}"
+          + (f"; {counts['failed']} could not be processed" if counts["failed"] else ""))
+    return 1 if counts["failed"] else 0
+
+
+def predict_ray(photos: list, args) -> int:
+    """Photos through a pool of Ray actors (``ray_predict``), to --jsonl FILE or --parquet FOLDER."""
+    from .video import is_video
+    try:
+        from .ray_predict import predict_with_ray
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("--ray needs Ray Data: pip install '.[ray]'") from None
+    if any(is_video(p) for p in photos):
+        raise ValueError("--ray is for photos; predict videos without it")
+    if (args.jsonl is None) == (args.parquet is None):
+        raise ValueError("--ray writes to --jsonl FILE or to --parquet FOLDER: give one")
+    workers = args.workers or max(1, os.cpu_count() or 1)
+    settings = dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads or 1,
+                    face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
+                    detect_max_side=args.detect_max_side)
+    output = args.jsonl if args.jsonl is not None else args.parquet
+    counts = predict_with_ray(photos, settings, jsonl=args.jsonl and writable_output(args.jsonl),
+                              parquet=args.parquet, workers=workers, address=args.ray_address,
+                              progress=not args.no_progress)
+    print(f"{counts['written']} photo(s) written to {output} by {workers} Ray actor(s)"
+          + (f", {counts['skipped']} already there" if counts["skipped"] else "")
+          + (f"; {counts['failed']} could not be processed" if counts["failed"] else ""))
+    return 1 if counts["failed"] else 0
 
 
 def predict_video(landmarker, source, args, stem: str) -> int:
@@ -120,7 +192,8 @@ def predict_video(landmarker, source, args, stem: str) -> int:
               f"{' and .csv' if args.csv else ''}", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as error:  # noqa: BLE001 - one video's failure must not stop the rest
-        print(f"error: {source}: {error} (skipped)", file=sys.stderr)
+        message = str(error) if str(source) in str(error) else f"{source}: {error}"  # name the video once
+        print(f"error: {message} (skipped)", file=sys.stderr)
         return 1
     print(f"{source}: {counts['frames']} frames, {counts['faces']} faces, the detector on {counts['detections']}, "
           f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}"
@@ -205,6 +278,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="facial-keypoints", description=__doc__.split("\n\n")[0], formatter_class=fmt)
@@ -226,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="videos: also STEM.csv, one row per face per frame (id, score, box, x and y of each point)")
     pr.add_argument("--no-progress", action="store_true", help="videos: no progress bar")
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    pr.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
+                    help="photos: append one JSON line per photo to FILE instead of NAME.json and NAME.jpg, in "
+                         "the order they finish; photos already in FILE are skipped, so a rerun resumes")
+    pr.add_argument("--workers", type=non_negative_int, default=0,
+                    help="with --jsonl: worker processes, each with its own model (0: in this process); with "
+                         "--ray: actors (0: one per CPU)")
+    pr.add_argument("--ray", action="store_true",
+                    help="photos: run on Ray Data (pip install '.[ray]'), writing --jsonl FILE or --parquet FOLDER")
+    pr.add_argument("--ray-address", default=None,
+                    help="with --ray: None starts a local Ray instance; 'auto' joins this machine's Ray cluster")
+    pr.add_argument("--parquet", type=Path, default=None, metavar="FOLDER",
+                    help="with --ray: write Parquet files (image, faces, record as JSON text, error) into FOLDER")
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     pr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     pr.add_argument("--detector", choices=("auto", "yunet", "mtcnn", "haar"), default="auto",

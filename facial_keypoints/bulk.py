@@ -1,0 +1,202 @@
+"""Large photo collections: one JSON line per photo, worker processes, and runs that resume.
+
+``facial-keypoints predict DIR --jsonl results.jsonl --workers N`` appends one line per photo to
+``results.jsonl`` (the record ``predict`` writes as NAME.json) in the order the photos finish. Each
+worker process loads the model once and decodes, detects and places points on its photos; the main
+process only hands out paths, a bounded number at a time, and writes lines. A second run with the
+same file skips the photos already in it, so a killed run resumes, losing and repeating nothing.
+
+Each line reaches the file in one ``write`` call on a file opened for appending, so a line is
+whole or absent; only a machine that dies mid-write can leave a torn last line, and the next run
+cuts it off (and says so) before appending.
+
+The workers are plain ``multiprocessing`` processes rather than a Pool or a DataLoader: those do not
+say which task a killed worker was on, and a crash must name its photo.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+from pathlib import Path
+
+
+class JsonlError(ValueError):
+    """A results file this module did not write (a line that is not a JSON record); names file and line."""
+
+
+def done_photos(path: Path) -> set[str]:
+    """The ``image`` of every record already in ``path`` (none if it does not exist).
+
+    A torn last line (no newline at the end) is cut off, with a warning, so the file ends whole.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole < len(data):
+        print(f"warning: {path}: the last line was cut off by an interrupted write ({len(data) - whole} bytes); "
+              "removed, its photo runs again", file=sys.stderr)
+        with open(path, "r+b") as handle:
+            handle.truncate(whole)
+    done = set()
+    for number, line in enumerate(data[:whole].decode("utf-8", errors="replace").splitlines(), 1):
+        try:
+            done.add(json.loads(line)["image"])
+        except (ValueError, KeyError, TypeError):
+            raise JsonlError(f"{path}:{number}: not a predict record (a JSON object with an \"image\"); "
+                             "give --jsonl a new file or one an earlier run wrote") from None
+    return done
+
+
+class JsonlWriter:
+    """Appends records to a file, each in one write call, so no line is ever half there."""
+
+    def __init__(self, path: Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+
+    def write(self, record: dict) -> None:
+        data = (json.dumps(record) + "\n").encode()
+        if os.write(self.fd, data) != len(data):  # only a full disk writes less; say so rather than tear on
+            raise OSError(28, "the disk is full", str(self.path))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def photo_record(landmarker, path) -> dict:
+    """The record ``predict`` writes for one photo (raises ImageError for a photo that cannot be read)."""
+    from .images import open_photo
+    result = landmarker.process(open_photo(path))
+    return result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
+
+
+def _worker(number: int, settings: dict, tasks, results, current) -> None:
+    """A worker process: one model, then photos from ``tasks`` until None; ``current[number]`` holds the
+    photo being worked on, in shared memory, so it survives the worker's death."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    try:
+        from .api import FaceLandmarker
+        landmarker = FaceLandmarker(**settings)
+    except Exception as error:  # noqa: BLE001 - reported by the main process as one line
+        results.put(("init", number, f"{error}"))
+        return
+    parent = os.getppid()
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the main process was killed: nobody reads results any more
+                return
+            continue
+        if task is None:
+            return
+        index, path = task
+        current[number] = index
+        try:
+            results.put(("done", index, photo_record(landmarker, path)))
+        except Exception as error:  # noqa: BLE001 - one photo's failure must not stop the rest
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            results.put(("failed", index, message))
+        current[number] = -1
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its photo; the message names the photo."""
+
+
+def _death(process, photo) -> str:
+    code = process.exitcode
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    where = f"on {photo}" if photo is not None else "between photos"
+    return f"a worker process (pid {process.pid}) died {where} ({how})"
+
+
+def annotate(photos: list, writer: JsonlWriter, settings: dict, workers: int = 0, progress: bool = True,
+             counts: dict | None = None) -> dict:
+    """Run every photo of ``photos`` (paths) and append its record to ``writer``; returns counts.
+
+    ``workers`` 0: in this process; N: N worker processes, each with ``settings`` (FaceLandmarker's
+    arguments) and a model of its own. A photo that cannot be read is reported and skipped (it is not
+    written, so a later run tries it again); a worker that dies raises WorkerDied naming its photo.
+    ``counts`` ({"written", "failed"}) is filled as photos finish, so it is right after an exception too.
+    """
+    from tqdm import tqdm
+    counts = counts if counts is not None else {}
+    counts.update(written=0, failed=0)
+    bar = tqdm(total=len(photos), unit="photo", disable=not progress)
+
+    def handle(kind, payload):
+        if kind == "done":
+            writer.write(payload)
+            counts["written"] += 1
+        else:
+            print(f"error: {payload} (skipped)", file=sys.stderr)
+            counts["failed"] += 1
+        bar.update(1)
+
+    try:
+        if workers == 0:
+            from .api import FaceLandmarker
+            landmarker = FaceLandmarker(**settings)
+            for path in photos:
+                try:
+                    record = photo_record(landmarker, path)
+                except Exception as error:  # noqa: BLE001 - one photo's failure must not stop the rest
+                    handle("failed", str(error) if str(path) in str(error) else f"{path}: {error}")
+                    continue
+                handle("done", record)
+        else:
+            _run_workers(photos, settings, workers, handle)
+    finally:
+        bar.close()
+    return counts
+
+
+def _run_workers(photos: list, settings: dict, workers: int, handle) -> None:
+    # spawn, not fork: the parent may hold OpenMP and ONNX Runtime thread pools, which a fork copies broken
+    context = multiprocessing.get_context("spawn")
+    tasks, results = context.Queue(maxsize=3 * workers), context.Queue()
+    current = context.Array("q", [-1] * workers, lock=False)
+    processes = [context.Process(target=_worker, args=(n, settings, tasks, results, current), daemon=True)
+                 for n in range(workers)]
+    for process in processes:
+        process.start()
+    pending, in_flight, fed_all = iter(enumerate(photos)), 0, False
+    try:
+        while True:
+            while not fed_all and in_flight < 2 * workers:  # a bounded number of photos in flight
+                task = next(pending, None)
+                if task is None:
+                    fed_all = True
+                    for _ in processes:
+                        tasks.put(None)
+                else:
+                    tasks.put((task[0], str(task[1])))
+                    in_flight += 1
+            if fed_all and in_flight == 0:
+                break
+            for number, process in enumerate(processes):
+                if process.exitcode is not None and process.exitcode != 0:
+                    photo = photos[current[number]] if current[number] >= 0 else None
+                    raise WorkerDied(_death(process, photo))
+            try:
+                kind, index, payload = results.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if kind == "init":
+                raise WorkerDied(f"a worker process could not load the model: {payload}")
+            in_flight -= 1
+            handle(kind, payload)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
