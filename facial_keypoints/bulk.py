@@ -89,11 +89,12 @@ def _worker(number: int, settings: dict, tasks, results, current) -> None:
         return
     parent = os.getppid()
     while True:
+        if os.getppid() != parent:  # the main process was killed: nobody reads results any more, so
+            results.cancel_join_thread()  # do not wait at exit for them to be read
+            return
         try:
             task = tasks.get(timeout=1.0)
         except queue.Empty:
-            if os.getppid() != parent:  # the main process was killed: nobody reads results any more
-                return
             continue
         if task is None:
             return

@@ -67,6 +67,11 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of a predict run (not multiprocessing's resource tracker)."""
+    return [child for child in children(pid) if "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text()]
+
+
 def start(photos, results):
     command = [sys.executable, "-m", "facial_keypoints", "predict", str(photos), "--jsonl", str(results),
                "--workers", "2", "--no-progress"]
@@ -84,7 +89,7 @@ def test_a_killed_worker_is_named_with_its_photo_and_a_killed_run_resumes_losing
     results = tmp_path / "r.jsonl"
     run = start(photos, results)
     wait_for_lines(results, run)
-    workers = [pid for pid in children(run.pid) if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+    workers = workers_of(run.pid)
     os.kill(workers[0], signal.SIGKILL)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 1
@@ -94,12 +99,17 @@ def test_a_killed_worker_is_named_with_its_photo_and_a_killed_run_resumes_losing
 
     run = start(photos, results)  # the whole run killed, mid-way
     wait_for_lines(results, run, len(records(results)) + 3)
-    workers = children(run.pid)
+    workers = workers_of(run.pid)
     run.kill()
     run.wait()
-    time.sleep(2.5)  # the workers notice that their parent is gone within a second
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
+    deadline = time.monotonic() + 10  # a worker notices within a second, after the photo it is on
+
+    def alive():
+        return [pid for pid in workers if Path(f"/proc/{pid}").exists()
                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
     assert cli(["predict", str(photos), "--jsonl", str(results), "--workers", "2", "--no-progress"]) == 0
     assert len(records(results)) == 30  # every photo once
 
