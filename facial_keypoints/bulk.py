@@ -29,27 +29,30 @@ class JsonlError(ValueError):
 
 
 def done_photos(path: Path) -> set[str]:
-    """The ``image`` of every record already in ``path`` (none if it does not exist).
+    """The ``image`` of every record already in ``path`` (none if it does not exist), read line by line.
 
     A torn last line (no newline at the end) is cut off, with a warning, so the file ends whole.
     """
     path = Path(path)
     if not path.is_file():
         return set()
-    data = path.read_bytes()
-    whole = data.rfind(b"\n") + 1
-    if whole < len(data):
-        print(f"warning: {path}: the last line was cut off by an interrupted write ({len(data) - whole} bytes); "
-              "removed, its photo runs again", file=sys.stderr)
+    done, whole = set(), 0
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                break  # a torn last line: cut off below
+            try:
+                done.add(json.loads(line)["image"])
+            except (ValueError, KeyError, TypeError):
+                raise JsonlError(f"{path}:{number}: not a predict record (a JSON object with an \"image\"); "
+                                 "give --jsonl a new file or one an earlier run wrote") from None
+            whole += len(line)
+    torn = path.stat().st_size - whole
+    if torn:
+        print(f"warning: {path}: the last line was cut off by an interrupted write ({torn} bytes); removed, "
+              "its photo runs again", file=sys.stderr)
         with open(path, "r+b") as handle:
             handle.truncate(whole)
-    done = set()
-    for number, line in enumerate(data[:whole].decode("utf-8", errors="replace").splitlines(), 1):
-        try:
-            done.add(json.loads(line)["image"])
-        except (ValueError, KeyError, TypeError):
-            raise JsonlError(f"{path}:{number}: not a predict record (a JSON object with an \"image\"); "
-                             "give --jsonl a new file or one an earlier run wrote") from None
     return done
 
 
