@@ -61,7 +61,7 @@ def records(path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="None: $FKD_DATA_ROOT, else data/")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bulk_throughput.md")
     args = parser.parse_args(argv)
     root = resolve_data_root(args.data_root)
