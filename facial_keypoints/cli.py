@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="videos: how fast the cut-off rises with speed (higher: less lag in motion)")
     pr.add_argument("--csv", action="store_true",
                     help="videos: also STEM.csv, one row per face per frame (id, score, box, x and y of each point)")
-    pr.add_argument("--no-progress", action="store_true", help="videos: no progress bar")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar (videos, --jsonl, --ray)")
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     pr.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
                     help="photos: append one JSON line per photo to FILE instead of NAME.json and NAME.jpg, in "
@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--ray", action="store_true",
                     help="photos: run on Ray Data (pip install '.[ray]'), writing --jsonl FILE or --parquet FOLDER")
     pr.add_argument("--ray-address", default=None,
-                    help="with --ray: None starts a local Ray instance; 'auto' joins this machine's Ray cluster")
+                    help="with --ray: the Ray cluster to join ('auto': the one this machine belongs to, "
+                         "ray://HOST:10001: a remote one); without it a local Ray instance starts")
     pr.add_argument("--parquet", type=Path, default=None, metavar="FOLDER",
                     help="with --ray: write Parquet files (image, faces, record as JSON text, error) into FOLDER")
     pr.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
