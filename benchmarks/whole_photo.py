@@ -37,7 +37,8 @@ from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402
 from facial_keypoints.lists import blank_faces, resolve_data_root  # noqa: E402
 from facial_keypoints.metrics import keypoint_metrics  # noqa: E402
-from facial_keypoints.photos import PhotoPredictor, face_threshold_of, open_photo  # noqa: E402
+from facial_keypoints.images import open_photo  # noqa: E402
+from facial_keypoints.photos import PhotoPredictor, face_threshold_of  # noqa: E402
 from facial_keypoints.runtime import load  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 

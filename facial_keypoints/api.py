@@ -20,7 +20,8 @@ from PIL import Image
 
 from .geometry import expand_box
 from .keypoints import POINT_NAMES
-from .photos import Face, PhotoResult, as_rgb, open_photo
+from .images import as_rgb, open_photo
+from .photos import Face, PhotoResult
 from .weights import DEFAULT_CHECKPOINT
 
 ImageLike = Union[str, PathLike, Image.Image, np.ndarray]

@@ -80,6 +80,15 @@ def photo_record(landmarker, path) -> dict:
     return result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
 
 
+def _one_photo(landmarker, path) -> tuple[str, dict | str]:
+    """("done", its record), or ("failed", a message naming it): one photo's failure must not stop the rest."""
+    from .images import naming
+    try:
+        return "done", photo_record(landmarker, path)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, it is this photo's alone
+        return "failed", naming(path, error)
+
+
 def _worker(number: int, settings: dict, tasks, results, current) -> None:
     """A worker process: one model, then photos from ``tasks`` until None; ``current[number]`` holds the
     photo being worked on, in shared memory, so it survives the worker's death."""
@@ -103,11 +112,8 @@ def _worker(number: int, settings: dict, tasks, results, current) -> None:
             return
         index, path = task
         current[number] = index
-        try:
-            results.put(("done", index, photo_record(landmarker, path)))
-        except Exception as error:  # noqa: BLE001 - one photo's failure must not stop the rest
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"
-            results.put(("failed", index, message))
+        kind, payload = _one_photo(landmarker, path)
+        results.put((kind, index, payload))
         current[number] = -1
 
 
@@ -150,12 +156,7 @@ def annotate(photos: list, writer: JsonlWriter, settings: dict, workers: int = 0
             from .api import FaceLandmarker
             landmarker = FaceLandmarker(**settings)
             for path in photos:
-                try:
-                    record = photo_record(landmarker, path)
-                except Exception as error:  # noqa: BLE001 - one photo's failure must not stop the rest
-                    handle("failed", str(error) if str(path) in str(error) else f"{path}: {error}")
-                    continue
-                handle("done", record)
+                handle(*_one_photo(landmarker, path))
         else:
             _run_workers(photos, settings, workers, handle)
     finally:

@@ -67,7 +67,8 @@ def evaluate(args) -> int:
 def predict(args) -> int:
     """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
     from .api import FaceLandmarker
-    from .photos import find_photos, open_photo, output_stems, write_outputs
+    from .images import naming, open_photo
+    from .photos import find_photos, output_stems, write_outputs
     from .video import is_video
     for folder in (p for p in args.paths if p.is_dir()):
         if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
@@ -87,9 +88,7 @@ def predict(args) -> int:
         raise ValueError("--workers runs with --jsonl FILE (one line per photo); without it predict runs in one "
                          "process")
     output_folder(args.out)
-    landmarker = FaceLandmarker(args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads,
-                                face_threshold=args.face_threshold, min_face=args.min_face,
-                                refine=not args.no_refine, detect_max_side=args.detect_max_side)
+    landmarker = FaceLandmarker(**landmarker_settings(args, args.threads))
     print(f"network: {landmarker.checkpoint} ({landmarker.backend}); face detector: {landmarker.detector_name}")
     failed = 0
     for path, stem in zip(photos, output_stems(photos, args.out)):
@@ -100,8 +99,7 @@ def predict(args) -> int:
             image = open_photo(path)
             result = landmarker.process(image)
         except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"  # name the photo once
-            print(f"error: {message} (skipped)", file=sys.stderr)
+            print(f"error: {naming(path, error)} (skipped)", file=sys.stderr)
             failed += 1
             continue
         record = result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
@@ -118,6 +116,13 @@ def predict(args) -> int:
     return 1 if failed else 0
 
 
+def landmarker_settings(args, threads: int | None) -> dict:
+    """``FaceLandmarker``'s arguments from predict's flags (workers and actors load their own model)."""
+    return dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=threads,
+                face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
+                detect_max_side=args.detect_max_side)
+
+
 def predict_jsonl(photos: list, args) -> int:
     """Photos to one JSON-lines file, resumable, on ``--workers`` processes (``bulk``)."""
     from .bulk import JsonlWriter, WorkerDied, annotate, done_photos
@@ -131,9 +136,7 @@ def predict_jsonl(photos: list, args) -> int:
         print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
         return 0
     threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
-    settings = dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=threads,
-                    face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
-                    detect_max_side=args.detect_max_side)
+    settings = landmarker_settings(args, threads)
     print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
           f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
     writer, counts = JsonlWriter(args.jsonl), {}
@@ -167,9 +170,7 @@ def predict_ray(photos: list, args) -> int:
     if (args.jsonl is None) == (args.parquet is None):
         raise ValueError("--ray writes to --jsonl FILE or to --parquet FOLDER: give one")
     workers = args.workers or max(1, os.cpu_count() or 1)
-    settings = dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=args.threads or 1,
-                    face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
-                    detect_max_side=args.detect_max_side)
+    settings = landmarker_settings(args, args.threads or 1)
     output = args.jsonl if args.jsonl is not None else args.parquet
     counts = predict_with_ray(photos, settings, jsonl=args.jsonl and writable_output(args.jsonl),
                               parquet=args.parquet, workers=workers, address=args.ray_address,
@@ -192,8 +193,8 @@ def predict_video(landmarker, source, args, stem: str) -> int:
               f"{' and .csv' if args.csv else ''}", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as error:  # noqa: BLE001 - one video's failure must not stop the rest
-        message = str(error) if str(source) in str(error) else f"{source}: {error}"  # name the video once
-        print(f"error: {message} (skipped)", file=sys.stderr)
+        from .images import naming
+        print(f"error: {naming(source, error)} (skipped)", file=sys.stderr)
         return 1
     print(f"{source}: {counts['frames']} frames, {counts['faces']} faces, the detector on {counts['detections']}, "
           f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}"

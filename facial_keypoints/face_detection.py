@@ -43,7 +43,7 @@ class Detections:
 
 class MtcnnDetector:
     to_label = MTCNN_TO_LABEL
-    max_side = 1280  # photos are shrunk to this side first (photos.detect_faces)
+    max_side = 1280  # photos are shrunk to this side first (detect_faces, below)
 
     def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6)):
         try:
@@ -91,7 +91,7 @@ class YuNetDetector:
     """libfacedetection's YuNet through the ``yuface`` wheel, which carries the model (BSD licence;
     ``pip install .[yunet]``: wheels for CPython 3.10 and 3.11 on x86-64 Linux only).
 
-    YuNet has no image pyramid to bound with ``min_face``; ``photos.detect_faces`` drops its boxes
+    YuNet has no image pyramid to bound with ``min_face``; ``detect_faces`` drops its boxes
     under half of ``min_face``, as small as MTCNN's reach (a full ``min_face`` cut lost 5 points of
     recall on the validation photos, benchmarks/detectors.py)."""
 
@@ -105,7 +105,7 @@ class YuNetDetector:
                               "3.10-3.11 on x86-64 Linux)") from error
         self.detect, self.min_face, self.threshold = yuface.detect, min_face, threshold
 
-    # ``photos.detect_faces`` shrinks larger photos to this side first. YuNet pads its input to
+    # ``detect_faces`` shrinks larger photos to this side first. YuNet pads its input to
     # multiples of 32, and on the validation photos 416 px found as many faces after the face decision
     # as 640 px in half the time (benchmarks/detectors.py --yunet-max-side); yuface warns above 960.
     max_side = 416

@@ -13,6 +13,11 @@ class ImageError(OSError):
     """A photo that is missing or cannot be decoded; the message names it."""
 
 
+def naming(path, error: Exception) -> str:
+    """``error``'s message with ``path`` in it once: as it is where it names the file, else after it."""
+    return str(error) if str(path) in str(error) else f"{path}: {error}"
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) from the header only, without decoding the pixels."""
     try:

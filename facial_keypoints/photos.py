@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw
 
 from .atomic import atomic_output
 from .geometry import BoxError, box_from_keypoints, expand_box
-from .face_detection import detect_faces  # noqa: F401  (part of this module's interface)
-from .images import ImageError, as_rgb, open_photo  # noqa: F401
+from .face_detection import detect_faces
+from .images import open_photo
 from .inference import KeypointRunner
 from .keypoints import POINT_NAMES
 from .plots import draw_points

@@ -27,18 +27,19 @@ class LandmarkerActor:
         self.landmarker = FaceLandmarker(**settings)
 
     def __call__(self, batch: dict) -> dict:
-        from .images import open_photo
+        from .images import naming, open_photo
         out = {"image": [], "faces": [], "record": [], "error": []}
         for data, path in zip(batch["bytes"], batch["path"]):
-            record, error = "", ""
+            record, faces, error = "", 0, ""
             try:
                 result = self.landmarker.process(open_photo(io.BytesIO(data)))
                 record = json.dumps(result.as_json(path, str(self.landmarker.checkpoint),
                                                    self.landmarker.detector_name))
+                faces = len(result.accepted)
             except Exception as problem:  # noqa: BLE001 - one photo's failure must not stop the rest
-                error = f"{path}: {problem}"
+                error = naming(path, problem)
             out["image"].append(path)
-            out["faces"].append(len(json.loads(record)["faces"]) if record else 0)
+            out["faces"].append(faces)
             out["record"].append(record)
             out["error"].append(error)
         return {key: np.array(values) for key, values in out.items()}

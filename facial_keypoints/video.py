@@ -69,8 +69,8 @@ def csv_header() -> list[str]:
         f"{name}_{axis}" for name in POINT_NAMES for axis in ("x", "y")]
 
 
-def csv_row(index: int, time_s: float, face) -> list:
-    record = face.as_json()
+def csv_row(index: int, time_s: float, record: dict) -> list:
+    """One face's row of ``STEM.csv`` from its JSON record (``TrackedFace.as_json``)."""
     return [index, round(time_s, 4), record["id"], record["score"], *record["box"],
             *(v for point in record["keypoints"].values() for v in point)]
 
@@ -109,10 +109,11 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
                 table.writerow(csv_header())
             for index, time_s, rgb in frames:
                 faces = tracker.update(rgb, time_s)
+                records = [face.as_json() for face in faces]
                 lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4),
-                                        "faces": [f.as_json() for f in faces]}) + "\n")
+                                        "faces": records}) + "\n")
                 if table is not None:
-                    table.writerows(csv_row(index, time_s, face) for face in faces)
+                    table.writerows(csv_row(index, time_s, record) for record in records)
                 image = Image.fromarray(rgb)
                 drawn = draw_result(image, PhotoResult(image.width, image.height, list(faces)))
                 if writer is None:

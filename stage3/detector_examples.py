@@ -30,7 +30,8 @@ from facial_keypoints.face_detection import create_detector
 from facial_keypoints.geometry import BoxError, expand_box, iou
 from facial_keypoints.labels import ListRecord, read_labels, read_list, write_list
 from facial_keypoints.lists import resolve_data_root
-from facial_keypoints.photos import detect_faces, open_photo
+from facial_keypoints.face_detection import detect_faces
+from facial_keypoints.images import open_photo
 
 STAGE_DIR = Path(__file__).resolve().parent
 

@@ -15,7 +15,9 @@ from facial_keypoints.geometry import (KEYPOINTS_TO_BOX, box_from_keypoints, exp
 from facial_keypoints.images import ImageError
 from facial_keypoints.labels import read_labels
 from facial_keypoints.metrics import keypoint_metrics
-from facial_keypoints.photos import PhotoPredictor, detect_faces, face_threshold_of, find_photos, open_photo
+from facial_keypoints.face_detection import detect_faces
+from facial_keypoints.images import open_photo
+from facial_keypoints.photos import PhotoPredictor, face_threshold_of, find_photos
 from facial_keypoints.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
