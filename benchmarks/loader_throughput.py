@@ -19,11 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints import engine  # noqa: E402
-from facial_keypoints.augment import add_augmentation_arguments, train_transform  # noqa: E402
+from facial_keypoints.training.augment import add_augmentation_arguments, train_transform  # noqa: E402
 from facial_keypoints.dataset import FaceCrops  # noqa: E402
-from facial_keypoints.detector_cli import keypoint_loss_fn  # noqa: E402
 from facial_keypoints.lists import resolve_data_root  # noqa: E402
 from facial_keypoints.models import create_model  # noqa: E402
+from facial_keypoints.training.loop import train_one_epoch  # noqa: E402
+from facial_keypoints.training.loss import TrainingLoss  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -45,10 +46,11 @@ def main(argv=None) -> int:
 
     model = create_model(args.arch)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    stats = engine.train_one_epoch(model, loader, optimizer, keypoint_loss_fn("wing"), torch.device("cpu"), 1,
-                                   log_interval=0)
-    train_fps = stats["faces"] / stats["seconds"]
-    busy = 1 - stats["wait_seconds"] / stats["seconds"]
+    start = time.perf_counter()
+    stats = train_one_epoch(model, loader, optimizer, TrainingLoss("wing"), torch.device("cpu"), 1, log_interval=0)
+    seconds = time.perf_counter() - start
+    train_fps = stats["samples"] / seconds
+    busy = 1 - stats["wait_seconds"] / seconds
     print(f"machine: {machine()}; {args.workers} loader workers; batch {args.batch_size}; {len(dataset)} faces")
     print(f"loader alone:          {loader_fps:8.0f} faces/s")
     print(f"training ({args.arch}): {train_fps:8.0f} faces/s")

@@ -36,7 +36,7 @@ import torch
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.evaluation import attach_face_boxes  # noqa: E402
+from facial_keypoints.labels import attach_face_boxes  # noqa: E402
 from facial_keypoints.face_detection import adjust_boxes  # noqa: E402
 from facial_keypoints.geometry import iou  # noqa: E402
 from facial_keypoints.images import load_gray  # noqa: E402

@@ -3,6 +3,7 @@
     python benchmarks/stage2_ablation.py --data-root ../shared/data            # all rows (~50 min on 2 cores)
     python benchmarks/stage2_ablation.py --only stage1 augment --epochs 2      # a quick look
 
+Each row trains with ``facial-keypoints train`` (one-headed networks by ``--arch``).
 Rows already in OUT/results.csv are skipped, so an interrupted run resumes.
 Writes OUT/results.csv, OUT/table.md (the table in stage2/README.md) and
 OUT/ced.png, and prints the table.  Test metrics are on the stage-1 test
@@ -24,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 from common import append_row, machine, ms_per_face, read_rows  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.checkpoint import load_checkpoint, load_model  # noqa: E402
-from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
+from facial_keypoints.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.evaluation import face_metrics, predict_records  # noqa: E402
 from facial_keypoints.generate import add_list_arguments, generate_lists  # noqa: E402
 from facial_keypoints.labels import read_list  # noqa: E402
 from facial_keypoints.models import count_parameters  # noqa: E402
@@ -88,13 +90,14 @@ def main(argv=None) -> int:
         epochs = budgets.get(key, args.epochs)
         save = out / "models" / key
         common = ["--data-root", args.data_root or "", "--train-list", lists / "train.txt",
-                  "--test-list", lists / "test.txt", "--save-directory", save, "--epochs", epochs,
+                  "--save-directory", save, "--epochs", epochs,
                   "--batch-size", 32, "--seed", args.seed, "--log-interval", 0, "--no-progress"]
         if args.cache_dir:
             common += ["--cache-dir", args.cache_dir]
         argv = [str(a) for a in [*flags, *common] if a != ""]
         print(f"== {key}: {what} ({epochs} epochs)", flush=True)
-        if subprocess.run([sys.executable, str(REPO / "stage2" / "detector.py"), "--phase", "train", *argv]).returncode:
+        # the product's trainer: it has the weight average (--ema) and the crop cache the course scripts leave out
+        if subprocess.run([sys.executable, "-m", "facial_keypoints", "train", *argv]).returncode:
             raise SystemExit(f"training {key} failed")
         row = evaluate(key, what, save, lists, args)
         append_row(results, row)

@@ -31,7 +31,8 @@ import torch
 
 from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.evaluation import attach_face_boxes, face_metrics, predict_records  # noqa: E402
+from facial_keypoints.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.evaluation import face_metrics, predict_records  # noqa: E402
 from facial_keypoints.face_detection import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.labels import read_labels, read_list  # noqa: E402

@@ -4,7 +4,8 @@
     faces = FaceLandmarker().detect("photo.jpg")
 
 Importing the package is light: torch and the model load with the first ``FaceLandmarker``.
-The stage scripts (stage1/, stage2/, stage3/) train and test models with the same package.
+The course's stage scripts (stage1/, stage2/, stage3/) take its lists, metrics, plots and checkpoint
+format; ``facial-keypoints train`` (``training/``) trains the shipped model.
 """
 from .keypoints import FLIP_INDEX, NUM_POINTS, POINT_NAMES
 

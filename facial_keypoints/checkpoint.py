@@ -107,7 +107,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: {refusal(error)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facial_keypoints checkpoint (no '{FORMAT}' marker); "
-                              "train one with stageN/detector.py --phase train")
+                              "train one with facial-keypoints train or stageN/detector.py --phase train")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer version ({payload['version']}) of this project")
     return payload
@@ -120,8 +120,13 @@ def model_from_checkpoint(payload: dict, path="checkpoint") -> torch.nn.Module:
     if arch not in MODELS:
         raise CheckpointError(f"{path}: unknown architecture {arch!r}; registered: {', '.join(sorted(MODELS))}")
     model = create_model(arch, input_size=config.get("input_size", 112), **config.get("model_kwargs", {}))
+    weights = payload["model"]
+    expected = model.state_dict().keys()
+    # Checkpoints of regression models can hold their last layer a second time, as "output_layer"
+    # (an alias that models now expose as a property): that copy is the same tensor.
+    weights = {k: v for k, v in weights.items() if k in expected or k.split(".")[-2] != "output_layer"}
     try:
-        model.load_state_dict(payload["model"], strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
         detail = str(error).splitlines()[0]
         raise CheckpointError(f"{path}: the weights do not fit architecture {arch!r}: {detail}") from None

@@ -1,4 +1,5 @@
-"""``facial-keypoints COMMAND`` (or ``python -m facial_keypoints COMMAND``): predict, evaluate, export, quantize.
+"""``facial-keypoints COMMAND`` (or ``python -m facial_keypoints COMMAND``): predict, evaluate, export, quantize,
+pack and train.
 
 Every command works with the shipped model (no ``--checkpoint``) or any checkpoint this
 project trains.  ``predict`` is a thin layer over ``FaceLandmarker``; ``export`` and
@@ -38,8 +39,9 @@ def evaluation_dir(checkpoint) -> Path:
 def evaluate(args) -> int:
     from .engine import select_device
     from .evaluation import face_metrics, predict_records, records_from_labels
-    from .labels import ParseStats
-    from .metrics import json_summary, summary_table
+    from .labels import ParseStats, attach_face_boxes, read_list
+    from .lists import resolve_data_root
+    from .metrics import classification_metrics, json_summary, summary_table
     from .plots import plot_ced
     from .runtime import load
     out = output_folder(args.out or evaluation_dir(args.checkpoint))
@@ -49,18 +51,48 @@ def evaluate(args) -> int:
     model.to(device)
     config = payload["config"]
     stats = ParseStats()
-    records = records_from_labels(args.data, config["expand_ratio"], skip_bad=args.skip_bad,
-                                  negative=args.negative, stats=stats)
+    if args.list is not None:  # a list's expanded boxes, relative to the data root
+        root = resolve_data_root(None if args.data is None else str(args.data))
+        records = read_list(args.list)
+        attach_face_boxes(records, root)  # the labelled boxes, for nme_box
+        source = f"{args.list} ({sum(r.is_face for r in records)} faces)"
+    else:
+        if args.data is None:
+            raise ValueError("evaluate needs --data FOLDER (label.txt files) or --list FILE")
+        root = args.data
+        records = records_from_labels(args.data, config["expand_ratio"], skip_bad=args.skip_bad,
+                                      negative=args.negative, stats=stats)
+        source = f"{args.data} ({stats.summary()})"
     if not records:
         raise ValueError(f"no usable faces under {args.data} ({stats.summary()})")
-    result = predict_records(model, config, records, args.data, device, batch_size=args.batch_size,
+    result = predict_records(model, config, records, root, device, batch_size=args.batch_size,
                              cache_dir=args.cache_dir, progress=not args.no_progress)
     metrics = face_metrics(records, result)
-    ced = plot_ced({f"{config['arch']} on {args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
-    print(summary_table(metrics, f"{args.checkpoint} on {args.data} ({stats.summary()})"))
+    extra = {}
+    if result["face_prob"] is not None and not all(r.is_face for r in records):
+        threshold = float(config.get("face_threshold", 0.5))
+        c = extra["classifier"] = dict(classification_metrics([r.is_face for r in records], result["face_prob"],
+                                                              threshold), threshold=threshold)
+    ced = plot_ced({f"{config['arch']} on {args.list or args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
+    print(summary_table(metrics, f"{args.checkpoint} on {source}"))
+    if extra:
+        print(f"face/non-face on {c['samples']} crops at face probability >= {threshold:.2f}: accuracy "
+              f"{c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, non-face recall {c['non_face_recall']:.2f}% "
+              "(keypoint metrics above: faces only)")
     print(f"cumulative error curve: {ced}")
-    print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), backend=backend, data=str(args.data),
-                                  label_counts=dict(stats.counts))))
+    print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), backend=backend,
+                                  data=str(args.list or args.data), label_counts=dict(stats.counts), **extra)))
+    return 0
+
+
+def pack(args) -> int:
+    from .labels import read_list
+    from .lists import resolve_data_root
+    from .training.crop_pack import write_pack
+    records = read_list(args.list)
+    path = write_pack(args.out, records, resolve_data_root(args.data_root), args.input_size, args.cache_dir,
+                      progress=not args.no_progress, jpeg_quality=args.quality)
+    print(f"packed the {len(records)} crops of {args.list} into {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 
@@ -338,8 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=predict)
 
     ev = commands.add_parser("evaluate", formatter_class=fmt,
-                             help="the keypoint metrics of a model on a folder of label.txt files")
-    ev.add_argument("--data", required=True, type=Path, help="a folder with label.txt files (searched recursively)")
+                             help="the keypoint metrics of a model on a folder of label.txt files, or on a list")
+    ev.add_argument("--data", type=Path, default=None,
+                    help="a folder with label.txt files (searched recursively); with --list, the list's data root "
+                         "(None: $FKD_DATA_ROOT, else data/)")
+    ev.add_argument("--list", type=Path, default=None,
+                    help="a list (stageN/test.txt) instead of label files: its faces' metrics, and the classifier's "
+                         "where it has non-faces")
     ev.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     ev.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     ev.add_argument("--out", type=Path, default=None,
@@ -374,10 +411,30 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--cache-dir", type=Path, default=None, help="crop cache (None: $FKD_CACHE_DIR or ~/.cache)")
     qu.add_argument("--no-progress", action="store_true", help="no progress bar")
     qu.set_defaults(func=quantize)
+
+    pa = commands.add_parser("pack", formatter_class=fmt,
+                             help="a list's crops in one file, to train with --crops where the photos are not")
+    pa.add_argument("--list", required=True, type=Path, help="the list whose crops to pack")
+    pa.add_argument("--out", required=True, type=Path, help="the pack file (.npz)")
+    pa.add_argument("--data-root", default=None, help="the list's data root (None: $FKD_DATA_ROOT, else data/)")
+    pa.add_argument("--input-size", type=positive_int, default=112, help="crop side in pixels")
+    pa.add_argument("--quality", type=int, default=None, metavar="Q",
+                    help="store the crops as JPEGs of this quality (95: a third of the size, a mean change of 0.7 "
+                         "grey levels) instead of losslessly")
+    pa.add_argument("--cache-dir", type=Path, default=None, help="crop cache (None: $FKD_CACHE_DIR or ~/.cache)")
+    pa.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pa.set_defaults(func=pack)
+    # Listed here; its own parser (training/command.py) reads its flags, so --help stays light.
+    commands.add_parser("train", add_help=False,
+                        help="train a model on a list, or finetune a checkpoint (facial-keypoints train --help)")
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv[:1] == ["train"]:
+        from .training.command import main as train
+        return train(argv[1:])
     args = build_parser().parse_args(argv)
     return run_reporting_errors(args.func, args)
 

@@ -1,11 +1,8 @@
 """Evaluate a model on faces, in original-image pixels (SPEC section 5).
 
-Used by the detector's test phase (list files) and by
-``python -m facial_keypoints evaluate`` (any folder of label.txt files).
+Used by ``facial-keypoints evaluate`` (a list, or any folder of label.txt files) and the benchmarks.
 """
 from __future__ import annotations
-
-from collections import defaultdict
 
 import numpy as np
 
@@ -26,41 +23,13 @@ def records_from_labels(data_dir, ratio: float, *, skip_bad: bool = False, negat
     return face_records(faces, data_dir, ratio, skip_bad=skip_bad, stats=stats)
 
 
-def attach_face_boxes(records, data_root) -> int:
-    """Give list records their labelled face box (lists store only the expanded box).
-
-    Each record is matched to the face of its photo whose keypoints it carries
-    (within 0.5 px).  Returns how many were matched; unmatched ones keep None
-    and are left out of nme_box only.
-    """
-    missing = [r for r in records if r.is_face and r.face_box is None]
-    if not missing:
-        return 0
-    try:
-        labelled = read_labels(data_root, skip_bad=True)
-    except FileNotFoundError:
-        return 0
-    by_photo = defaultdict(list)
-    for face in labelled:
-        by_photo[face.image].append(face)
-    matched = 0
-    for record in missing:
-        points = record.absolute_keypoints()
-        best = min(by_photo.get(record.image, []), default=None,
-                   key=lambda f: np.abs(f.keypoints - points).mean())
-        if best is not None and np.abs(best.keypoints - points).mean() < 0.5:
-            record.face_box = best.box
-            matched += 1
-    return matched
-
-
 def predict_records(model, config: dict, records, data_root, device, *, batch_size: int = 256,
-                    cache_dir=None, loss_fn=None, workers: int = 2, progress: bool = True) -> dict:
+                    cache_dir=None, workers: int = 2, progress: bool = True) -> dict:
     """Run the model on the records' crops; adds predictions in original-image pixels."""
     dataset = FaceCrops(records, data_root, size=config["input_size"],
                         transform=eval_transform(config.get("normalize", True)),
                         cache_dir=cache_dir, workers=workers, progress=progress)
-    result = run_inference(model, make_loader(dataset, batch_size, shuffle=False), device, loss_fn)
+    result = run_inference(model, make_loader(dataset, batch_size, shuffle=False), device)
     boxes = np.stack([r.box for r in records])
     result["pred_image"] = frame_to_image(result["pred"], boxes, config["input_size"])
     result["crops"] = dataset.crops

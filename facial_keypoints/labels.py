@@ -14,7 +14,7 @@ line endings both work.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,3 +255,30 @@ def write_list(path: str | os.PathLike, records: list[ListRecord]) -> None:
             handle.write(format_list_line(record) + "\n")
     os.replace(tmp, path)
 
+
+def attach_face_boxes(records, data_root) -> int:
+    """Give list records their labelled face box (lists store only the expanded box).
+
+    Each record is matched to the face of its photo whose keypoints it carries
+    (within 0.5 px).  Returns how many were matched; unmatched ones keep None
+    and are left out of nme_box only.
+    """
+    missing = [r for r in records if r.is_face and r.face_box is None]
+    if not missing:
+        return 0
+    try:
+        labelled = read_labels(data_root, skip_bad=True)
+    except FileNotFoundError:
+        return 0
+    by_photo = defaultdict(list)
+    for face in labelled:
+        by_photo[face.image].append(face)
+    matched = 0
+    for record in missing:
+        points = record.absolute_keypoints()
+        best = min(by_photo.get(record.image, []), default=None,
+                   key=lambda f: np.abs(f.keypoints - points).mean())
+        if best is not None and np.abs(best.keypoints - points).mean() < 0.5:
+            record.face_box = best.box
+            matched += 1
+    return matched

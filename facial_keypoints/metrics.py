@@ -4,6 +4,7 @@
 * nme_box: the same error / sqrt(w*h) of the labelled face box, %
 * fr_10  : % of faces with nme_io > 10 %
 * auc_10 : area under the cumulative error curve of nme_io on [0, 10 %], as % of the full area
+* the classifier's accuracy, face recall and non-face recall (``classification_metrics``)
 """
 from __future__ import annotations
 
@@ -95,3 +96,15 @@ def json_summary(metrics: dict, **extra) -> dict:
     out = {k: v for k, v in metrics.items() if k != "nme_io_per_face"}
     out.update(extra)
     return out
+
+
+def classification_metrics(is_face, face_prob, threshold: float = 0.5) -> dict:
+    """Accuracy, face recall and non-face recall over the whole set (counts, not batch averages), in %."""
+    is_face = np.asarray(is_face, dtype=bool)
+    said_face = np.asarray(face_prob) >= threshold
+    return {
+        "samples": int(len(is_face)),
+        "accuracy": float((said_face == is_face).mean() * 100),
+        "face_recall": float(said_face[is_face].mean() * 100) if is_face.any() else float("nan"),
+        "non_face_recall": float((~said_face[~is_face]).mean() * 100) if (~is_face).any() else float("nan"),
+    }

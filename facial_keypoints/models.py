@@ -95,7 +95,6 @@ class Stage1Net(KeypointNet):
         head["ip3"] = nn.Linear(128, 2 * NUM_POINTS)
         self.head = nn.Sequential(head)
         init_weights(self, prelu_slope=0.25)
-        self.output_layer = self.head.ip3
         # Start near the frame centre, not at 0 (training then sets the mean face, see init_output).
         nn.init.constant_(self.output_layer.bias, input_size / 2)
 
@@ -104,6 +103,11 @@ class Stage1Net(KeypointNet):
         x = x.view(x.size(0), -1)  # (N, 80, 4, 4) -> (N, 1280)
         embedding = self.head[:-1](x)  # through ip2 and its PReLU
         return self.output_layer(embedding), embedding
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The last layer (a property, not a second name for it, so the state_dict holds it once)."""
+        return self.head.ip3
 
 
 @register("stage1_bn")
@@ -122,9 +126,12 @@ class ResNet18(KeypointNet):
         self.net = resnet18(weights=None, num_classes=2 * NUM_POINTS)
         self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(self.net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        self.output_layer = self.net.fc
         self.embedding_dim = self.output_layer.in_features
         nn.init.constant_(self.output_layer.bias, input_size / 2)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.net.fc
 
     def forward_with_embedding(self, x):
         n = self.net  # torchvision's forward, stopping before fc to keep the pooled vector
@@ -145,9 +152,12 @@ class MobileNetV3(KeypointNet):
         self.net.features[0][0] = nn.Conv2d(1, first.out_channels, first.kernel_size, first.stride,
                                             first.padding, bias=False)
         nn.init.kaiming_normal_(self.net.features[0][0].weight, mode="fan_out")
-        self.output_layer = self.net.classifier[-1]
         self.embedding_dim = self.output_layer.in_features
         nn.init.constant_(self.output_layer.bias, input_size / 2)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.net.classifier[-1]
 
     def forward_with_embedding(self, x):
         x = self.net.avgpool(self.net.features(x)).flatten(1)
@@ -307,8 +317,11 @@ class FaceAndKeypoints(nn.Module):
             raise ValueError("the backbone must be a keypoint model")
         self.body = create_model(backbone, input_size=input_size)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.body.embedding_dim, 2))
-        if hasattr(self.body, "output_layer"):
-            self.output_layer = self.body.output_layer
+
+    @property
+    def output_layer(self) -> nn.Module | None:
+        """The backbone's last linear layer, where it regresses the points directly."""
+        return getattr(self.body, "output_layer", None)
 
     def forward(self, x):
         keypoints, embedding = self.body.forward_with_embedding(x)

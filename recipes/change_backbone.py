@@ -13,7 +13,7 @@ block (``thin_deep48_heatmap``'s narrower insides) nothing else has to line up, 
 each block keeps its own strongest channels: batch-norm scale times the size
 of the weights that read the channel.  Prints what was
 dropped, narrowed and new.  The result has no optimizer state, so
-``--phase finetune --checkpoint OUT`` starts from it.
+``facial-keypoints train --finetune OUT`` starts from it.
 """
 import argparse
 import sys

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from facial_keypoints.augment import (RandomAffine, RandomBrightnessContrast, RandomHorizontalFlip, affine_matrix,
+from facial_keypoints.training.augment import (RandomAffine, RandomBrightnessContrast, RandomHorizontalFlip, affine_matrix,
                                       hflip, warp)
 from facial_keypoints.keypoints import FLIP_INDEX, LEFT_EYE_OUTER, RIGHT_EYE_OUTER, POINT_NAMES
 
@@ -92,7 +92,7 @@ def test_augmentation_is_reproducible_from_the_torch_seed():
 
 
 def test_gamma_darkens_or_lightens_mid_tones_and_keeps_the_extremes():
-    from facial_keypoints.augment import RandomGamma
+    from facial_keypoints.training.augment import RandomGamma
     sample = {"image": np.array([[0, 64, 128, 255]], np.uint8), "keypoints": np.ones((21, 2), np.float32)}
     seen = set()
     for seed in range(20):
@@ -105,7 +105,7 @@ def test_gamma_darkens_or_lightens_mid_tones_and_keeps_the_extremes():
 
 
 def test_blur_and_noise_change_pixels_not_points():
-    from facial_keypoints.augment import RandomBlurNoise
+    from facial_keypoints.training.augment import RandomBlurNoise
     torch.manual_seed(0)
     sample = marked_sample(np.random.default_rng(0))
     points = sample["keypoints"].copy()
@@ -116,7 +116,7 @@ def test_blur_and_noise_change_pixels_not_points():
 
 
 def test_motion_blur_smears_pixels_and_keeps_marks_in_place():
-    from facial_keypoints.augment import RandomMotionBlur
+    from facial_keypoints.training.augment import RandomMotionBlur
     torch.manual_seed(1)
     sample = marked_sample(np.random.default_rng(0))
     points = sample["keypoints"].copy()
@@ -128,7 +128,7 @@ def test_motion_blur_smears_pixels_and_keeps_marks_in_place():
 
 
 def test_occlusion_covers_one_rectangle_and_nothing_else():
-    from facial_keypoints.augment import RandomOcclusion
+    from facial_keypoints.training.augment import RandomOcclusion
     image = np.full((40, 40), 7, np.uint8)
     for seed in range(10):
         torch.manual_seed(seed)
@@ -144,7 +144,7 @@ def test_occlusion_covers_one_rectangle_and_nothing_else():
 
 def test_occlusion_and_motion_blur_flags_build_their_steps():
     import argparse
-    from facial_keypoints.augment import add_augmentation_arguments, train_transform
+    from facial_keypoints.training.augment import add_augmentation_arguments, train_transform
     parser = argparse.ArgumentParser()
     add_augmentation_arguments(parser)
     names = [type(s).__name__ for s in train_transform(parser.parse_args(["--motion-blur", "11", "--occlude", "0.3"]),
@@ -155,7 +155,7 @@ def test_occlusion_and_motion_blur_flags_build_their_steps():
 
 
 def test_underexposure_darkens_into_few_noisy_grey_levels_and_keeps_the_points():
-    from facial_keypoints.augment import RandomUnderexposure
+    from facial_keypoints.training.augment import RandomUnderexposure
     ys, xs = np.mgrid[0:64, 0:64]
     image = (20 + 2 * xs + ys).astype(np.uint8)  # a ramp of 190 grey levels (20..209)
     points = np.array([[10.5, 20.5], [30.0, 40.0]], np.float32)
@@ -177,7 +177,7 @@ def test_underexposure_darkens_into_few_noisy_grey_levels_and_keeps_the_points()
 @pytest.mark.parametrize("flag, step", [("--underexpose", "RandomUnderexposure"), ("--low-res", "RandomLowResolution")])
 def test_probability_flags_build_their_step(flag, step):
     import argparse
-    from facial_keypoints.augment import add_augmentation_arguments, train_transform
+    from facial_keypoints.training.augment import add_augmentation_arguments, train_transform
     parser = argparse.ArgumentParser()
     add_augmentation_arguments(parser)
     steps = train_transform(parser.parse_args([flag, "0.2"]), {"normalize": True}).transforms
@@ -187,7 +187,7 @@ def test_probability_flags_build_their_step(flag, step):
 
 
 def test_low_resolution_removes_fine_detail_keeps_the_layout_and_the_points():
-    from facial_keypoints.augment import RandomLowResolution
+    from facial_keypoints.training.augment import RandomLowResolution
     ys, xs = np.mgrid[0:112, 0:112]
     fine = ((xs // 2 + ys // 2) % 2) * 200  # a 2-px checkerboard: gone at any side <= 56
     coarse = (xs >= 56) * 50  # left half dark, right half bright: must survive

@@ -30,7 +30,6 @@ from PIL import Image
 
 from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
 from facial_keypoints.cli import main as cli
-from facial_keypoints.detector_cli import Detector
 from facial_keypoints.evaluation import records_from_labels
 from facial_keypoints.labels import read_list, write_list
 from facial_keypoints.models import create_model
@@ -123,10 +122,13 @@ def lists(synthetic_root, tmp_path):
 
 
 def stage1(root, train_list, save, *extra) -> int:
-    detector = Detector(REPO / "stage1", {"arch": "stage1_bn", "lr": 1e-3, "optimizer": "adam"})
-    return detector.main(["--phase", "train", "--data-root", str(root), "--train-list", str(train_list),
-                          "--save-directory", str(save), "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.3",
-                          "--log-interval", "0", "--no-progress", "--cache-dir", str(save.parent / "cache"), *extra])
+    """``facial-keypoints train`` as the old stage-1 trainer ran: stage1_bn, Adam at 1e-3 on the MSE loss, a
+    constant rate, no augmentation; one epoch."""
+    return cli(["train", "--data-root", str(root), "--train-list", str(train_list), "--save-directory", str(save),
+                "--arch", "stage1_bn", "--lr", "1e-3", "--optimizer", "adam", "--loss", "mse", "--weight-decay", "0",
+                "--scheduler", "none", "--warmup-epochs", "0", "--no-augment",
+                "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.3", "--log-interval", "0", "--no-progress",
+                "--cache-dir", str(save.parent / "cache"), *extra])
 
 
 def test_a_second_run_into_a_busy_save_directory_is_refused_and_a_stale_lock_is_taken_over(lists, tmp_path, capsys):
@@ -195,20 +197,21 @@ def test_a_list_with_a_far_off_point_is_refused_before_training(lists, tmp_path,
     assert not (tmp_path / "run" / "best.pt").exists()
 
 
-def test_a_non_finite_loss_names_the_batch_lines_and_points_at_the_labels_first(lists, tmp_path, capsys):
+def test_a_non_finite_loss_names_the_batch_lines_and_points_at_the_labels_first(lists, tmp_path, capsys, monkeypatch):
+    from facial_keypoints.training import command
+    from facial_keypoints.training.loss import TrainingLoss
     root, train_list = lists
 
-    def poisoned(args):
-        def loss(keypoints, logits, batch):
-            return keypoints.sum() * float("nan")
-        return loss
+    class Poisoned(TrainingLoss):  # what a label that breaks the arithmetic does to the loss
+        def forward(self, keypoints, logits, batch):
+            return {"keypoints": keypoints.sum() * float("nan")}
 
-    detector = Detector(REPO / "stage1", {"arch": "stage1_bn"}, loss_factory=poisoned)
-    assert detector.main(["--phase", "train", "--data-root", str(root), "--train-list", str(train_list),
-                          "--save-directory", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4",
-                          "--val-fraction", "0.3", "--no-progress", "--cache-dir", str(tmp_path / "cache")]) == 2
+    monkeypatch.setattr(command, "make_loss", lambda args, config: Poisoned(args.loss))
+    assert stage1(root, train_list, tmp_path / "run") == 2
     err = one_line_error(capsys, "the loss became nan", f"{train_list}:", "labels first")
-    assert err.index("labels") < err.index("--lr")
+    [line] = [line for line in err.splitlines() if "the loss became" in line]  # one line, among the log's
+    assert line.startswith("error: ") and f"{train_list}:" in line and line.index("labels") < line.index("--lr")
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 # 7 ------------------------------------------------------------------------------------------------
@@ -290,23 +293,28 @@ def one_head_checkpoint(path):
 
 
 def test_stage3_refuses_one_head_models_and_finetune_refuses_another_arch(synthetic_root, tmp_path, capsys):
+    """Stage 3's script tests and finetunes two-headed models only; ``facial-keypoints train`` trains
+    one-headed ones too, but --finetune continues the checkpoint's own network, not another --arch."""
     root, _ = synthetic_root
+    lists = tmp_path / "lists"
     gen = load_script("stage3", "gen_train_test")
-    assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
-    stage3 = load_script("stage3", "detector").detector()
-    common = ["--data-root", str(root), "--train-list", str(tmp_path / "lists" / "train.txt"),
-              "--test-list", str(tmp_path / "lists" / "test.txt"), "--save-directory", str(tmp_path / "m"),
-              "--no-progress", "--epochs", "1", "--val-fraction", "0.3", "--cache-dir", str(tmp_path / "cache")]
+    assert gen.main(["--data-root", str(root), "--out-dir", str(lists), "--test-fraction", "0.3"]) == 0
     checkpoint = one_head_checkpoint(tmp_path / "stage1.pt")
+    stage3 = load_script("stage3", "detector")
     capsys.readouterr()
-    assert stage3.main(["--phase", "finetune", "--checkpoint", str(checkpoint), *common]) == 2
-    one_line_error(capsys, "stage1.pt", "two-headed")
-    assert stage3.main(["--phase", "train", "--arch", "stage1", *common]) == 2
-    one_line_error(capsys, "two-headed")
-    stage1_script = load_script("stage1", "detector")
-    assert Detector(stage1_script.STAGE_DIR, stage1_script.DEFAULTS).main(["--phase", "finetune", "--checkpoint", str(checkpoint), "--arch", "stage1_bn",
-                                 *common]) == 2
-    one_line_error(capsys, "--arch stage1_bn", "'stage1' model")
+    for phase in ("test", "finetune"):
+        assert stage3.stage1.main(stage3.build_parser(), stage3.PHASES, [
+            "--phase", phase, "--checkpoint", str(checkpoint), "--data-root", str(root), "--lists", str(lists),
+            "--save-directory", str(tmp_path / "m"), "--epochs", "1"]) == 2
+        err = one_line_error(capsys, "stage1.pt", "one-headed", "two-headed")
+        assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "m").exists()
+    assert cli(["train", "--finetune", str(checkpoint), "--arch", "stage1_bn", "--data-root", str(root),
+                "--train-list", str(lists / "train.txt"), "--save-directory", str(tmp_path / "tuned"),
+                "--no-progress", "--epochs", "1", "--val-fraction", "0.3", "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = one_line_error(capsys, "--arch stage1_bn", "'stage1' model")
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.strip()]
+    assert not (tmp_path / "tuned" / "last.pt").exists()
 
 
 # 9 ------------------------------------------------------------------------------------------------
@@ -326,7 +334,8 @@ def test_a_checkpoint_that_asks_to_run_code_is_refused_in_our_words(tmp_path, ca
 
 # 10 -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("script", ["stage1/detector.py", "stage3/detector.py", "stage1/gen_train_test.py",
-                                    "-m facial_keypoints predict", "-m facial_keypoints evaluate"])
+                                    "-m facial_keypoints predict", "-m facial_keypoints evaluate",
+                                    "-m facial_keypoints train"])
 def test_help_shows_every_flag_with_its_meaning_and_default_once(script):
     out = subprocess.run([sys.executable, *script.split(), "--help"], capture_output=True, text=True, check=True,
                          cwd=REPO, env={**os.environ, "COLUMNS": "200"}).stdout

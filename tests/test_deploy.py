@@ -7,15 +7,16 @@ import torch
 from facial_keypoints.cli import main as cli
 from facial_keypoints.cache import load_crops
 from facial_keypoints.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
-from facial_keypoints.crop_pack import CropPackError, read_pack, write_pack
-from facial_keypoints.detector_cli import Detector
+from facial_keypoints.training.crop_pack import CropPackError, read_pack, write_pack
 from facial_keypoints.evaluation import records_from_labels
 from facial_keypoints.export import export_onnx
 from facial_keypoints.labels import read_list, write_list
 from facial_keypoints.models import create_model
 from facial_keypoints.quantize import float_nodes, quantize_onnx
 from facial_keypoints.runtime import OnnxModel, derived_path, load, resolve_backend
-from facial_keypoints.transforms import crops_to_batch
+from facial_keypoints.training.command import build_parser, new_model_config
+from facial_keypoints.training.data import training_sets
+from facial_keypoints.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
 from conftest import REPO
@@ -66,16 +67,17 @@ def test_a_jpeg_pack_is_smaller_close_to_the_crops_and_checked_like_a_lossless_o
         read_pack(jpeg, records, 112)
 
 
-def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch):
+def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch, capsys):
     root, path = train_list
-    common = ["--train-list", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"),
-              "--crops", str(tmp_path / "pack.npz")]
-    detector = Detector(REPO / "stage1", {"arch": "stage1"})
-    assert detector.main(["--phase", "pack", "--data-root", str(root), *common]) == 0
+    pack = tmp_path / "pack.npz"
+    assert cli(["pack", "--list", str(path), "--out", str(pack), "--data-root", str(root),
+                "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    assert f"packed the {len(read_list(path))} crops of {path} into {pack}" in capsys.readouterr().out
     monkeypatch.delenv("FKD_DATA_ROOT", raising=False)
     save = tmp_path / "run"
-    assert detector.main(["--phase", "train", "--data-root", str(tmp_path / "no-such-root"), "--epochs", "1",
-                          "--batch-size", "4", "--log-interval", "0", "--save-directory", str(save), *common]) == 0
+    assert cli(["train", "--train-list", str(path), "--crops", str(pack), "--data-root", str(tmp_path / "no-such-root"),
+                "--cache-dir", str(tmp_path / "cache"), "--arch", "stage1", "--epochs", "1", "--batch-size", "4",
+                "--log-interval", "0", "--no-progress", "--save-directory", str(save)]) == 0
     assert load_checkpoint(save / "last.pt")["epoch"] == 1
 
 
@@ -85,23 +87,38 @@ def test_extra_crops_come_from_their_own_pack_and_must_be_given(train_list, tmp_
     records = read_list(path)
     train, _ = split_by_photo(records, 0.3, 1)
     write_list(tmp_path / "extra.txt", train[:3])  # stand-ins for detector-framed crops of training photos
-    common = ["--train-list", str(path), "--no-progress", "--cache-dir", str(tmp_path / "cache"),
-              "--val-fraction", "0.3"]
-    detector = Detector(REPO / "stage1", {"arch": "stage1"})
-    assert detector.main(["--phase", "pack", "--data-root", str(root), *common,
-                          "--crops", str(tmp_path / "pack.npz")]) == 0
-    assert detector.main(["--phase", "pack", "--data-root", str(root), *common, "--train-list",
-                          str(tmp_path / "extra.txt"), "--crops", str(tmp_path / "extra.npz")]) == 0
-    args = detector.parser().parse_args(["--phase", "train", *common, "--crops", str(tmp_path / "pack.npz"),
-                                         "--extra-list", str(tmp_path / "extra.txt")])
-    detector.args, detector.root = args, None
+    packing = ["--data-root", str(root), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    assert cli(["pack", "--list", str(path), "--out", str(tmp_path / "pack.npz"), *packing]) == 0
+    assert cli(["pack", "--list", str(tmp_path / "extra.txt"), "--out", str(tmp_path / "extra.npz"), *packing]) == 0
+    args = build_parser().parse_args(["--train-list", str(path), "--save-directory", str(tmp_path / "run"),
+                                      "--arch", "stage1"])
+    config = new_model_config(args)
+
+    def datasets(extra_crops):
+        return training_sets(path, None, config, val_fraction=0.3, split_seed=1,
+                             train_transform=eval_transform(config["normalize"]), crops=tmp_path / "pack.npz",
+                             extra_list=tmp_path / "extra.txt", extra_crops=extra_crops, progress=False)
+
     with pytest.raises(ValueError, match="--extra-crops"):
-        detector.datasets(detector.config())
-    args.extra_crops = tmp_path / "extra.npz"
-    train_set, _ = detector.datasets(detector.config())
+        datasets(None)
+    train_set, _ = datasets(tmp_path / "extra.npz")
     assert len(train_set) == len(train) + 3
     assert np.array_equal(train_set.crops[-3:], train_set.crops[:3])  # the same boxes, from the other pack
     assert train_set.keypoint_labelled.tolist() == [True] * len(train) + [False] * 3
+
+
+def test_the_train_command_refuses_extra_list_crops_without_their_pack_in_one_line(train_list, tmp_path, capsys):
+    root, path = train_list
+    write_list(tmp_path / "extra.txt", read_list(path))
+    assert cli(["pack", "--list", str(path), "--out", str(tmp_path / "pack.npz"), "--data-root", str(root),
+                "--no-progress", "--cache-dir", str(tmp_path / "cache")]) == 0
+    capsys.readouterr()
+    assert cli(["train", "--train-list", str(path), "--crops", str(tmp_path / "pack.npz"), "--extra-list",
+                str(tmp_path / "extra.txt"), "--arch", "stage1", "--epochs", "1", "--no-progress",
+                "--save-directory", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --crops with --extra-list needs --extra-crops" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_int8_keeps_the_first_conv_and_the_decoding_in_float_and_stays_close(tmp_path):

@@ -1,6 +1,7 @@
 """Training under torchrun: the sampler, batch norm across processes, and a 2-process run against one process."""
 import copy
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from conftest import REPO
 from facial_keypoints.checkpoint import load_model
-from facial_keypoints.distributed import CpuSyncBatchNorm, ShardedShuffle, convert_to_cpu_sync_batchnorm
+from facial_keypoints.training.distributed import CpuSyncBatchNorm, ShardedShuffle, convert_to_cpu_sync_batchnorm
 
 
 def test_the_processes_batches_together_are_the_batches_of_one_process():
@@ -71,7 +72,8 @@ def run(command, cwd):
 
 
 def test_torchrun_on_two_processes_trains_as_one_process_with_the_same_batch(real_root, tmp_path):
-    """Stage 1 with batch norm, 2 epochs: one process at batch 8 against 2 gloo processes at batch 4.
+    """`facial-keypoints train` on stage1_bn (batch norm), 2 epochs: one process at batch 8 against 2 gloo
+    processes at batch 4.
 
     Both take the same samples step by step, and batch norm sees the whole step's batch, so the
     losses differ only by float32 summation order: 2e-8 relative when measured; the tolerance, 1e-5,
@@ -83,20 +85,26 @@ def test_torchrun_on_two_processes_trains_as_one_process_with_the_same_batch(rea
     for name in {line.split()[0] for line in lines}:
         os.symlink(real_root / "I" / name, data / name)
     (data / "label.txt").write_text("\n".join(lines) + "\n")
-    detector = REPO / "stage1" / "detector.py"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]  # = torchrun
+    train = [sys.executable, "-m", "facial_keypoints", "train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "facial_keypoints", "train"]  # = torchrun -m facial_keypoints train
     run([sys.executable, REPO / "stage1" / "gen_train_test.py", "--data-root", tmp_path / "data", "--out-dir",
          tmp_path / "lists"], tmp_path)
-    common = [detector, "--phase", "train", "--data-root", tmp_path / "data", "--train-list",
-              tmp_path / "lists" / "train.txt", "--test-list", tmp_path / "lists" / "test.txt", "--cache-dir",
-              tmp_path / "cache", "--no-progress", "--arch", "stage1_bn", "--val-fraction", "0.2",
-              "--log-interval", "0"]
-    run([sys.executable, *common, "--epochs", "2", "--batch-size", "8", "--save-directory", tmp_path / "one"],
+    # stage 1's recipe, like for like: SGD at 3e-3 on the MSE loss, a constant rate, no augmentation
+    common = ["--data-root", tmp_path / "data", "--train-list", tmp_path / "lists" / "train.txt", "--cache-dir",
+              tmp_path / "cache", "--no-progress", "--arch", "stage1_bn", "--no-augment", "--scheduler", "none",
+              "--warmup-epochs", "0", "--optimizer", "sgd", "--loss", "mse", "--weight-decay", "0",
+              "--val-fraction", "0.2", "--log-interval", "0"]
+    run([*train, *common, "--lr", "0.003", "--epochs", "2", "--batch-size", "8", "--save-directory", tmp_path / "one"],
         tmp_path)
-    run([*torchrun, *common, "--epochs", "2", "--batch-size", "4", "--lr-scaling", "none",
+    run([*torchrun, *common, "--lr", "0.003", "--epochs", "2", "--batch-size", "4", "--lr-scaling", "none",
          "--save-directory", tmp_path / "two"], tmp_path)
     assert np.allclose(history(tmp_path / "two"), history(tmp_path / "one"), rtol=1e-5, atol=0)
-    assert {p.name for p in (tmp_path / "two").iterdir()} >= {"best.pt", "last.pt", "train.log", "loss_curve.png"}
+    # only rank 0 writes: its checkpoints, history, curve and log, and nothing of rank 1's
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {"best.pt", "last.pt", "train.log", "loss_curve.png",
+                                                              "loss_history.csv"}
+    log = (tmp_path / "two" / "train.log").read_text()
+    assert log.count("torchrun: 2 processes") == 1 and log.count("epoch 2: train loss") == 1
 
     # Stopped after one epoch and resumed: the same curve. Half the rate, scaled by the linear rule.
     resumed = [*torchrun, *common, "--batch-size", "4", "--lr", "0.0015", "--save-directory", tmp_path / "resumed"]
@@ -107,6 +115,21 @@ def test_torchrun_on_two_processes_trains_as_one_process_with_the_same_batch(rea
 
     model, payload = load_model(tmp_path / "two" / "best.pt")  # an ordinary checkpoint: no DDP, no sync layers
     assert not any(isinstance(m, CpuSyncBatchNorm) for m in model.modules())
-    report = run([sys.executable, detector, "--phase", "test", "--checkpoint", tmp_path / "two" / "best.pt",
-                  *common[3:]], tmp_path)
-    assert '"nme_io"' in report
+    assert payload["args"]["lr"] == payload["args"]["base_lr"] == 0.003  # --lr-scaling none: as given
+    report = run([sys.executable, "-m", "facial_keypoints", "evaluate", "--checkpoint", tmp_path / "two" / "best.pt",
+                  "--list", tmp_path / "lists" / "test.txt", "--data", tmp_path / "data", "--out", tmp_path / "eval",
+                  "--cache-dir", tmp_path / "cache", "--no-progress"], tmp_path)
+    summary = json.loads(report.strip().splitlines()[-1])
+    assert summary["faces"] == len((tmp_path / "lists" / "test.txt").read_text().splitlines())
+    assert summary["nme_io"] == summary["nme_io"]  # a number, not NaN
+
+
+def test_a_course_script_under_torchrun_refuses_in_one_line_naming_facial_keypoints_train(tmp_path):
+    """The stage scripts train in one process; started by torchrun (WORLD_SIZE > 1) they say where to go."""
+    result = subprocess.run([sys.executable, REPO / "stage1" / "detector.py", "--phase", "train",
+                             "--save-directory", tmp_path / "run"], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, WORLD_SIZE="2", RANK="0", LOCAL_RANK="0"))
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "facial-keypoints train" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

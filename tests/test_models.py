@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from facial_keypoints.losses import KeypointLoss
+from facial_keypoints.training.losses import KeypointLoss
 from facial_keypoints.models import MODELS, create_model, freeze, init_output
 
 

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from facial_keypoints.detector_cli import classification_metrics
 from facial_keypoints.geometry import covered, iou
 from facial_keypoints.labels import ParseStats, read_labels, read_list
-from facial_keypoints.losses import FaceAndKeypointLoss, KeypointLoss
+from facial_keypoints.metrics import classification_metrics
+from facial_keypoints.training.loss import TrainingLoss, labels_total, total
+from facial_keypoints.training.losses import KeypointLoss
 from facial_keypoints.negatives import sample_non_faces
 
 from conftest import load_script
@@ -33,27 +34,31 @@ def test_non_faces_stay_clear_of_every_face_and_are_seeded(synthetic_root):
 
 
 def test_loss_masks_keypoints_of_non_faces():
-    loss = FaceAndKeypointLoss("mse", a=2.0, b=1.0, class_weights=(1.0, 1.0))
+    loss = TrainingLoss("mse", kp_weight=1.0, cls_weight=2.0, class_weights=(1.0, 1.0))
     keypoints, target = torch.zeros(2, 42), torch.ones(2, 42)
     target[1] = 1000.0  # a non-face's keypoint "target" must not count
     logits = torch.tensor([[0.0, 3.0], [3.0, 0.0]])
     is_face = torch.tensor([1.0, 0.0])
-    expected = 2.0 * torch.nn.functional.cross_entropy(logits, is_face.long()) + KeypointLoss("mse")(
-        keypoints[:1], target[:1])
-    assert loss(keypoints, logits, target, is_face).item() == pytest.approx(expected.item())
+    terms = loss(keypoints, logits, {"keypoints": target, "face": is_face, "image": torch.zeros(2, 1, 112, 112)})
+    ce = torch.nn.functional.cross_entropy(logits, is_face.long())
+    assert terms["face"].item() == pytest.approx(2.0 * ce.item())
+    assert terms["keypoints"].item() == pytest.approx(KeypointLoss("mse")(keypoints[:1], target[:1]).item())
+    assert total(terms).item() == pytest.approx(2.0 * ce.item() + 1.0)
 
 
 def test_loss_leaves_faces_without_trusted_keypoints_out_of_the_keypoint_term_only():
-    loss = FaceAndKeypointLoss("mse", a=2.0, b=1.0)
+    loss = TrainingLoss("mse", kp_weight=1.0, cls_weight=2.0)
     keypoints, target = torch.zeros(3, 42), torch.ones(3, 42)
     target[1] = 50.0  # a detector-framed face: its labelled points do not fit the crop's framing
     logits = torch.tensor([[0.0, 3.0], [0.0, 1.0], [3.0, 0.0]])
     is_face = torch.tensor([1.0, 1.0, 0.0])
     labelled = torch.tensor([1.0, 0.0, 1.0])
+    batch = {"keypoints": target, "face": is_face, "keypoint_labelled": labelled, "image": torch.zeros(3, 1, 112, 112)}
     ce = torch.nn.functional.cross_entropy(logits, is_face.long())  # every crop, the unlabelled face too
     expected = 2.0 * ce + KeypointLoss("mse")(keypoints[:1], target[:1])
-    assert loss(keypoints, logits, target, is_face, labelled).item() == pytest.approx(expected.item())
-    assert loss(keypoints, logits, target, is_face).item() > expected.item() + 100  # without the flag it counts
+    assert total(loss(keypoints, logits, batch)).item() == pytest.approx(expected.item())
+    del batch["keypoint_labelled"]
+    assert total(loss(keypoints, logits, batch)).item() > expected.item() + 100  # without the flag it counts
 
 
 def test_classification_metrics_count_over_the_whole_set():
@@ -63,41 +68,52 @@ def test_classification_metrics_count_over_the_whole_set():
 
 
 def test_stage3_lists_train_and_test(synthetic_root, tmp_path, capsys):
+    """gen_train_test.py's face/non-face lists; stage3/detector.py trains on them; `facial-keypoints evaluate
+    --list` tests its checkpoint (torch and, once exported, ONNX Runtime) with the classifier's figures."""
+    from facial_keypoints.cli import main as command
     root, faces = synthetic_root
+    lists = tmp_path / "lists"
     gen = load_script("stage3", "gen_train_test")
-    assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
-    train, test = read_list(tmp_path / "lists" / "train.txt"), read_list(tmp_path / "lists" / "test.txt")
+    assert gen.main(["--data-root", str(root), "--out-dir", str(lists), "--test-fraction", "0.3"]) == 0
+    train, test = read_list(lists / "train.txt"), read_list(lists / "test.txt")
     assert {r.label for r in train} == {0, 1} and all((r.label == 1) == r.is_face for r in train + test)
     assert not {r.image for r in train} & {r.image for r in test}
+    assert {r.label for r in test} == {0, 1}  # so the classifier's figures are reported
 
-    detector = load_script("stage3", "detector").detector()
-    common = ["--data-root", str(root), "--train-list", str(tmp_path / "lists" / "train.txt"),
-              "--test-list", str(tmp_path / "lists" / "test.txt"), "--save-directory", str(tmp_path / "m"),
-              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--backbone", "stage1_bn"]
-    assert detector.main(["--phase", "train", "--epochs", "1", "--batch-size", "4", "--log-interval", "0",
-                          "--val-fraction", "0.3", *common]) == 0
+    stage3 = load_script("stage3", "detector")
+    assert stage3.stage1.main(stage3.build_parser(), stage3.PHASES, [
+        "--phase", "train", "--data-root", str(root), "--lists", str(lists), "--save-directory", str(tmp_path / "m"),
+        "--arch", "stage1_bn", "--epochs", "1", "--batch-size", "4", "--log-interval", "0"]) == 0
+    checkpoint = tmp_path / "m" / "best.pt"
+    evaluate = ["evaluate", "--checkpoint", str(checkpoint), "--list", str(lists / "test.txt"), "--data", str(root),
+                "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     capsys.readouterr()
-    assert detector.main(["--phase", "test", *common]) == 0
+    assert command([*evaluate, "--backend", "torch", "--out", str(tmp_path / "eval_torch")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["backend"] == "torch"
     assert report["faces"] == sum(r.is_face for r in test)
     assert report["classifier"]["samples"] == len(test)
-    assert {"accuracy", "face_recall", "non_face_recall"} <= set(report["classifier"])
+    assert {"accuracy", "face_recall", "non_face_recall", "threshold"} <= set(report["classifier"])
     # --backend onnx: the same test through ONNX Runtime (as predict can run it) gives the same report,
     # once `export` has made the ONNX file (loading never exports).
-    from facial_keypoints.cli import main as command
-    assert command(["export", "--checkpoint", str(tmp_path / "m" / "best.pt")]) == 0
+    assert command([*evaluate, "--backend", "onnx", "--out", str(tmp_path / "eval_onnx")]) == 2
+    assert "facial-keypoints export" in capsys.readouterr().err
+    assert command(["export", "--checkpoint", str(checkpoint)]) == 0
     assert (tmp_path / "m" / "best.onnx").is_file()  # beside the checkpoint
     capsys.readouterr()
-    assert detector.main(["--phase", "test", "--backend", "onnx", "--checkpoint", str(tmp_path / "m" / "best.pt"),
-                          *common]) == 0
+    assert command([*evaluate, "--backend", "onnx", "--out", str(tmp_path / "eval_onnx")]) == 0
     onnx_report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert onnx_report["backend"] == "onnx"
     assert onnx_report["nme_io"] == pytest.approx(report["nme_io"], abs=1e-3)
     assert onnx_report["classifier"]["samples"] == len(test)
     assert onnx_report["classifier"]["face_recall"] == pytest.approx(report["classifier"]["face_recall"], abs=1e-6)
-    # The evaluate command takes the two-headed checkpoint too (keypoints on every labelled face).
-    assert command(["evaluate", "--checkpoint", str(tmp_path / "m" / "best.pt"), "--data", str(root),
+    assert onnx_report["classifier"]["non_face_recall"] == pytest.approx(report["classifier"]["non_face_recall"],
+                                                                         abs=1e-6)
+    # Without --list, evaluate takes the two-headed checkpoint on every labelled face of the label files.
+    assert command(["evaluate", "--checkpoint", str(checkpoint), "--data", str(root), "--backend", "torch",
                     "--out", str(tmp_path / "eval"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["faces"] == len(faces)
+    whole = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert whole["faces"] == len(faces) and "classifier" not in whole  # faces only: no classifier figures
 
 
 def test_a_face_box_of_one_flat_grey_value_is_no_face_line_but_still_keeps_non_faces_away(tmp_path, capsys):
@@ -219,6 +235,9 @@ def test_faces_beyond_keeps_only_the_faces_the_other_list_lacks():
 def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthetic_root, tmp_path):
     from facial_keypoints.labels import write_list
     from facial_keypoints.lists import split_by_photo
+    from facial_keypoints.training.command import build_parser, new_model_config
+    from facial_keypoints.training.data import training_sets
+    from facial_keypoints.transforms import eval_transform
     root, _ = synthetic_root
     gen = load_script("stage3", "gen_train_test")
     assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
@@ -227,12 +246,12 @@ def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthe
     train, val = split_by_photo(records, 0.3, 1)
     extra = [r for r in records if r.is_face]  # stand-ins for detector-framed faces, of both splits
     write_list(tmp_path / "extra.txt", extra)
-    detector = load_script("stage3", "detector").detector()
-    args = detector.parser().parse_args([
-        "--phase", "train", "--data-root", str(root), "--train-list", str(train_list), "--val-fraction", "0.3",
-        "--extra-list", str(tmp_path / "extra.txt"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
-    detector.args, detector.root = args, root
-    train_set, val_set = detector.datasets(detector.config())
+    args = build_parser().parse_args(["--train-list", str(train_list), "--save-directory", str(tmp_path / "run"),
+                                      "--extra-list", str(tmp_path / "extra.txt")])
+    config = new_model_config(args)
+    train_set, val_set = training_sets(train_list, root, config, val_fraction=0.3, split_seed=1,
+                                       train_transform=eval_transform(config["normalize"]),
+                                       cache_dir=tmp_path / "cache", extra_list=args.extra_list, progress=False)
     kept = [r for r in extra if r.image in {t.image for t in train}]
     assert 0 < len(kept) < len(extra)  # the validation photos' lines are dropped
     assert len(train_set) == len(train) + len(kept) and len(val_set) == len(val)
@@ -362,7 +381,7 @@ def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(t
 def teacher_term_only(backbone: str, seed: int, **weights):
     """(teacher, images, is_face, TeacherLoss with only the ``weights`` terms), after checking that
     the loss refuses to run before it has been shown a student."""
-    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.training.losses import TeacherLoss
     from facial_keypoints.models import create_model
     torch.manual_seed(seed)
     teacher = create_model("face_keypoints", input_size=32, backbone=backbone).eval()
@@ -379,10 +398,12 @@ def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk()
     twin = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
     twin.load_state_dict(teacher.state_dict())
     loss.watch(twin)
-    assert loss(*twin(images), images, is_face).item() == 0.0  # the teacher's own maps: nothing to learn
+    assert total(loss(*twin(images), images, is_face)).item() == 0.0  # the teacher's own maps: nothing to learn
     student = create_model("face_keypoints", input_size=32, backbone="test_thin_heatmap")
     loss.watch(student)
-    value = loss(*student(images), images, is_face)  # weight 0: only the feature term is left
+    terms = loss(*student(images), images, is_face)
+    assert set(terms) == {"teacher", "feature"} and terms["teacher"].item() == 0.0
+    value = total(terms)  # weight 0: only the feature term is left
     with torch.no_grad():
         levels = zip(student.body.trunk(images), teacher.body.trunk(images))
         expected = np.mean([float(((s - t) ** 2).mean() / (t ** 2).mean()) for s, t in levels])
@@ -398,10 +419,8 @@ def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk()
 
 
 def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student(tmp_path):
-    from types import SimpleNamespace
-
     from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
-    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.training.losses import TeacherLoss
     from facial_keypoints.models import create_model
     torch.manual_seed(0)
     teacher = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
@@ -410,9 +429,9 @@ def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student
     loss = TeacherLoss(teacher, "wing", weight=2.0)
     with torch.no_grad():
         same = loss(*teacher(images), images, is_face)
-    assert float(same) == pytest.approx(0.0, abs=1e-5)
+    assert list(same) == ["teacher"] and float(total(same)) == pytest.approx(0.0, abs=1e-5)
     student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
-    value = loss(*student(images), images, is_face)
+    value = total(loss(*student(images), images, is_face))
     value.backward()
     assert value.item() > 0 and all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
@@ -420,31 +439,35 @@ def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student
     config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_small_heatmap"}, "input_size": 32,
               "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(teacher, config), tmp_path / "teacher.pt")
-    stage3 = load_script("stage3", "detector")
-    args = SimpleNamespace(loss="wing", cls_weight=5.0, kp_weight=1.0, class_weights=(1.0, 1.0),
-                           teacher=tmp_path / "teacher.pt", teacher_weight=1.0, phase="finetune")
+    from facial_keypoints.training.command import build_parser, make_loss
+
+    def training_loss(*flags, arch="face_keypoints"):  # the loss `facial-keypoints train` builds from its flags
+        args = build_parser().parse_args(["--train-list", "train.txt", "--save-directory", "run", *flags])
+        return make_loss(args, {"arch": arch})
+
+    teacher_flags = ["--teacher", str(tmp_path / "teacher.pt")]
     batch = {"image": images, "keypoints": torch.full((4, 42), 16.0), "face": is_face}
     with torch.no_grad():
         keypoints, logits = student(images)
-    plain = stage3.loss_factory(SimpleNamespace(**{**vars(args), "teacher": None}))(keypoints, logits, batch)
-    distilled = stage3.loss_factory(args)(keypoints, logits, batch)
-    assert float(distilled) > float(plain)  # the teacher's term is added
+    plain = training_loss()(keypoints, logits, batch)
+    distilled = training_loss(*teacher_flags)(keypoints, logits, batch)
+    assert list(plain) == ["keypoints", "face"] and list(distilled) == ["keypoints", "face", "teacher"]
+    assert float(total(distilled)) > float(total(plain))  # the teacher's term is added
+    # what best.pt is picked on, the labels alone, is the teacher-free loss
+    assert float(labels_total(distilled)) == pytest.approx(float(total(plain)))
     # the loss curve's axis names what was summed, not just the keypoint loss
-    from facial_keypoints.detector_cli import keypoint_loss_fn, loss_label
-    assert loss_label(stage3.loss_factory(SimpleNamespace(**{**vars(args), "teacher": None})), args) \
-        == "5·cross entropy + 1·wing loss"
-    assert loss_label(stage3.loss_factory(args), args) == "5·cross entropy + 1·wing loss + teacher terms"
-    assert loss_label(keypoint_loss_fn("smoothl1"), args) == "smoothl1 loss"
-    assert float(stage3.loss_factory(SimpleNamespace(**{**vars(args), "phase": "test"}))(keypoints, logits, batch)) \
-        == pytest.approx(float(plain))  # testing never needs the teacher
+    assert training_loss().describe() == "5·cross entropy + 1·wing loss"
+    assert training_loss(*teacher_flags).describe() == "5·cross entropy + 1·wing loss + teacher terms"
+    assert training_loss("--loss", "smoothl1", arch="stage1").describe() == "1·smoothl1 loss"  # one head: no CE
     with pytest.raises(ValueError, match="32-px"):
         small = torch.randn(2, 1, 16, 16)
-        stage3.loss_factory(args)(torch.zeros(2, 42), torch.zeros(2, 2), {"image": small, "keypoints": torch.zeros(2, 42),
-                                                                          "face": torch.ones(2)})
+        training_loss(*teacher_flags)(torch.zeros(2, 42), torch.zeros(2, 2), {"image": small,
+                                                                             "keypoints": torch.zeros(2, 42),
+                                                                             "face": torch.ones(2)})
 
 
 def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
-    from facial_keypoints.losses import TeacherLoss, heatmap_kl
+    from facial_keypoints.training.losses import TeacherLoss, heatmap_kl
     from facial_keypoints.models import create_model
     torch.manual_seed(1)
     teacher = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
@@ -462,10 +485,12 @@ def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
         loss(*teacher(images), images, is_face)
     loss.watch(teacher)  # the teacher as its own student: nothing to learn
     with torch.no_grad():
-        assert float(loss(*teacher(images), images, is_face)) == pytest.approx(0.0, abs=1e-5)
+        assert float(total(loss(*teacher(images), images, is_face))) == pytest.approx(0.0, abs=1e-5)
     student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
     loss.watch(student)
-    value = loss(*student(images), images, is_face)  # weight 0: only the heatmap term is left
+    terms = loss(*student(images), images, is_face)
+    assert set(terms) == {"teacher", "heatmap"} and terms["teacher"].item() == 0.0
+    value = total(terms)  # weight 0: only the heatmap term is left
     value.backward()
     assert value.item() > 0 and all(p.grad is None for p in teacher.parameters())
     assert student.body.heatmaps.weight.grad.abs().sum() > 0
@@ -474,7 +499,7 @@ def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
 
 
 def test_teacher_temperature_tells_a_sure_teacher_from_a_surer_student():
-    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.training.losses import TeacherLoss
 
     class Fixed(torch.nn.Module):  # a "teacher" whose face logits are (0, 8) for every crop
         def forward(self, images):
@@ -483,17 +508,17 @@ def test_teacher_temperature_tells_a_sure_teacher_from_a_surer_student():
 
     images, is_face = torch.zeros(2, 1, 8, 8), torch.ones(2)
     student_logits = torch.tensor([[0.0, 16.0], [0.0, 16.0]])  # the same call, twice as sure
-    plain = TeacherLoss(Fixed(), "wing", weight=1.0)(torch.zeros(2, 42), student_logits, images, is_face)
-    soft = TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(torch.zeros(2, 42), student_logits, images,
-                                                                     is_face)
+    plain = total(TeacherLoss(Fixed(), "wing", weight=1.0)(torch.zeros(2, 42), student_logits, images, is_face))
+    soft = total(TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(torch.zeros(2, 42), student_logits, images,
+                                                                           is_face))
     assert float(soft) > 100 * float(plain) > 0  # near-certain at t=1, a clear difference at t=4
-    same = TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(
-        torch.zeros(2, 42), torch.tensor([[0.0, 8.0], [0.0, 8.0]]), images, is_face)
+    same = total(TeacherLoss(Fixed(), "wing", weight=1.0, temperature=4.0)(
+        torch.zeros(2, 42), torch.tensor([[0.0, 8.0], [0.0, 8.0]]), images, is_face))
     assert float(same) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_heatmap_kl_pools_a_finer_teacher_onto_the_student_grid():
-    from facial_keypoints.losses import heatmap_kl
+    from facial_keypoints.training.losses import heatmap_kl
     torch.manual_seed(2)
     teacher = torch.randn(2, 21, 8, 8)
     probs = torch.softmax(teacher.reshape(2, 21, -1), -1).reshape(2, 21, 8, 8)
@@ -506,12 +531,14 @@ def test_heatmap_kl_pools_a_finer_teacher_onto_the_student_grid():
 
 
 def test_embedding_distillation_matches_what_the_classifier_reads():
-    from facial_keypoints.losses import TeacherLoss
+    from facial_keypoints.training.losses import TeacherLoss
     from facial_keypoints.models import create_model
     teacher, images, is_face, loss = teacher_term_only("test_small_heatmap", 5, embedding_weight=1.0)
     student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
     loss.watch(student)
-    value = loss(*student(images), images, is_face)  # weight 0: only the embedding term is left
+    terms = loss(*student(images), images, is_face)
+    assert set(terms) == {"teacher", "embedding"} and terms["teacher"].item() == 0.0
+    value = total(terms)  # weight 0: only the embedding term is left
     with torch.no_grad():
         expected = torch.nn.functional.mse_loss(student.body.forward_with_embedding(images)[1],
                                                 teacher.body.forward_with_embedding(images)[1])
@@ -559,14 +586,15 @@ def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_in
     assert len([r for r in hard if r.is_face]) == 4 * len(val)
 
 
-def test_the_keypoint_only_loss_of_stages_1_and_2_also_skips_unlabelled_faces():
-    from facial_keypoints.detector_cli import keypoint_loss_fn
-    loss = keypoint_loss_fn("mse")
+def test_the_keypoint_only_loss_of_one_headed_models_also_skips_unlabelled_faces():
+    loss = TrainingLoss("mse")  # what `facial-keypoints train` uses for stage1, stage1_bn, ... (no face term)
     keypoints = torch.zeros(2, 42)
-    batch = {"keypoints": torch.stack([torch.ones(42), torch.full((42,), 50.0)]), "face": torch.tensor([1.0, 1.0])}
-    assert loss(keypoints, None, batch).item() > 1000  # both faces count without the flag
+    batch = {"keypoints": torch.stack([torch.ones(42), torch.full((42,), 50.0)]), "face": torch.tensor([1.0, 1.0]),
+             "image": torch.zeros(2, 1, 112, 112)}
+    assert list(loss(keypoints, None, batch)) == ["keypoints"]
+    assert total(loss(keypoints, None, batch)).item() > 1000  # both faces count without the flag
     batch["keypoint_labelled"] = torch.tensor([1.0, 0.0])
-    assert loss(keypoints, None, batch).item() == pytest.approx(1.0)
+    assert total(loss(keypoints, None, batch)).item() == pytest.approx(1.0)
 
 
 def test_a_distilled_run_picks_best_pt_on_the_labels_alone(synthetic_root, tmp_path):
@@ -574,19 +602,22 @@ def test_a_distilled_run_picks_best_pt_on_the_labels_alone(synthetic_root, tmp_p
     best.pt is the epoch where the labels' loss (not the one with the teacher's terms) was lowest."""
     import csv
 
-    from facial_keypoints import engine
     from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint
+    from facial_keypoints.engine import make_loader
+    from facial_keypoints.training.command import build_parser, main as train, make_loss
+    from facial_keypoints.training.data import training_sets
+    from facial_keypoints.training.loop import validate
+    from facial_keypoints.transforms import eval_transform
     root, _ = synthetic_root
     gen = load_script("stage3", "gen_train_test")
     assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
-    detector = load_script("stage3", "detector").detector()
-    common = ["--data-root", str(root), "--train-list", str(tmp_path / "lists" / "train.txt"), "--val-fraction", "0.3",
-              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--batch-size", "4", "--log-interval", "0"]
-    assert detector.main(["--phase", "train", "--epochs", "1", "--backbone", "stage1_bn",
-                          "--save-directory", str(tmp_path / "teacher"), *common]) == 0
-    assert detector.main(["--phase", "train", "--epochs", "3", "--backbone", "stage1_bn", "--lr", "3e-3",
-                          "--teacher", str(tmp_path / "teacher" / "best.pt"), "--teacher-embedding-weight", "50",
-                          "--save-directory", str(tmp_path / "student"), *common]) == 0
+    train_list = tmp_path / "lists" / "train.txt"
+    common = ["--data-root", str(root), "--train-list", str(train_list), "--val-fraction", "0.3",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--batch-size", "4", "--log-interval", "0",
+              "--backbone", "stage1_bn"]  # two heads (--arch face_keypoints), stage 3's defaults
+    assert train([*common, "--epochs", "1", "--save-directory", str(tmp_path / "teacher")]) == 0
+    assert train([*common, "--epochs", "3", "--lr", "3e-3", "--teacher", str(tmp_path / "teacher" / "best.pt"),
+                  "--teacher-embedding-weight", "50", "--save-directory", str(tmp_path / "student")]) == 0
     last = load_checkpoint(tmp_path / "student" / "last.pt")
     history = last["history"]
     assert all(h["val_labels_loss"] < h["val_loss"] for h in history)  # the teacher's terms are positive here
@@ -595,13 +626,15 @@ def test_a_distilled_run_picks_best_pt_on_the_labels_alone(synthetic_root, tmp_p
     # the two rules disagree in this run (the teacher's terms grow as the student leaves it), so this tells them apart
     assert best["epoch"] != min(history, key=lambda h: h["val_loss"])["epoch"]
     assert best["metrics"]["val_labels_loss"] == min(h["val_labels_loss"] for h in history)
-    # the labels' loss is the teacher-free loss stage 3 tests with, on the validation crops
-    detector.args = detector.parser().parse_args(["--phase", "test", *common])
-    detector.root = root
-    _, val_set = detector.datasets(detector.config())
+    # the labels' loss is the teacher-free loss (a·CE + b·wing) on the validation crops
+    config = last["config"]
+    _, val_set = training_sets(train_list, root, config, val_fraction=0.3, split_seed=1,
+                               train_transform=eval_transform(config["normalize"]), cache_dir=tmp_path / "cache",
+                               progress=False)
+    plain = make_loss(build_parser().parse_args([*common, "--save-directory", str(tmp_path / "student")]), config)
+    assert not plain.has_teacher
     model = model_from_checkpoint(last, "last.pt")
-    plain = detector.loss_factory(detector.args)
-    recomputed = engine.run_inference(model, engine.make_loader(val_set, 256, shuffle=False), torch.device("cpu"), plain)
+    recomputed = validate(model, make_loader(val_set, 256, shuffle=False), plain, torch.device("cpu"))
     assert recomputed["loss"] == pytest.approx(history[-1]["val_labels_loss"], rel=1e-5)
     with open(tmp_path / "student" / "loss_history.csv") as handle:
         assert "val_labels_loss" in next(csv.reader(handle))

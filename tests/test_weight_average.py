@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from facial_keypoints.weight_average import WeightAverage
+from facial_keypoints.training.weight_average import WeightAverage
 
 
 def small_model():

@@ -1,6 +1,6 @@
 """Training on several processes with torch.distributed, as ``torchrun`` starts them.
 
-``torchrun --nproc_per_node N stageK/detector.py --phase train ...`` sets ``WORLD_SIZE``, ``RANK``
+``torchrun --nproc_per_node N -m facial_keypoints train ...`` sets ``WORLD_SIZE``, ``RANK``
 and ``LOCAL_RANK``; ``Distributed.from_environment()`` joins that group (gloo on the CPU, nccl on
 GPUs) and everything else reads its fields. Without torchrun it is one process, and training runs
 exactly as before.

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from .keypoints import FLIP_INDEX
+from ..keypoints import FLIP_INDEX
 
 
 def _uniform(low: float, high: float) -> float:
@@ -266,7 +266,7 @@ def add_augmentation_arguments(parser) -> None:
 
 def train_transform(args, config):
     """The training transform the augmentation flags describe (then Normalize/ScaleToUnit and ToTensor)."""
-    from .transforms import Compose, eval_transform
+    from ..transforms import Compose, eval_transform
     steps = []
     if not args.no_augment:
         if args.flip > 0:
@@ -292,7 +292,7 @@ def train_transform(args, config):
 
 def augmented_dataset(list_path, data_root, args):
     """The training samples of ``list_path`` as the augmentation flags make them (for the data.py viewers)."""
-    from .dataset import FaceCrops
-    from .lists import resolve_data_root
+    from ..dataset import FaceCrops
+    from ..lists import resolve_data_root
     return FaceCrops.from_list(list_path, resolve_data_root(data_root),
                                transform=train_transform(args, {"normalize": not args.no_normalize}))

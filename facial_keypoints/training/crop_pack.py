@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_output
-from .cache import load_crops
+from ..atomic import atomic_output
+from ..cache import load_crops
 
 
 class CropPackError(ValueError):
@@ -65,5 +65,5 @@ def read_pack(path, records, size: int) -> np.ndarray:
     except (OSError, KeyError, ValueError, cv2.error) as error:
         raise CropPackError(f"{path}: not a crop pack ({error})") from error
     if digest != records_digest(records) or crops.shape[1:] != (size, size):
-        raise CropPackError(f"{path} was packed from another list (or crop size); run --phase pack again")
+        raise CropPackError(f"{path} was packed from another list (or crop size); run facial-keypoints pack again")
     return crops

@@ -31,8 +31,9 @@ def make_scheduler(args, optimizer, steps_per_epoch: int):
 
 def add_schedule_arguments(parser, default: str = "cosine") -> None:
     parser.add_argument("--scheduler", choices=("step", "cosine", "none"), default=default,
-                        help="learning-rate schedule, stepped every batch")
-    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up from 0")
+                        help="learning-rate schedule after the warm-up, stepped every batch (none: constant)")
+    parser.add_argument("--warmup-epochs", type=float, default=1.0,
+                        help="linear warm-up from 0, whatever the schedule (0: none)")
     parser.add_argument("--step-size", type=int, default=10, help="step schedule: epochs between decays")
     parser.add_argument("--gamma", type=float, default=0.1, help="step schedule: decay factor")
 

@@ -1,4 +1,6 @@
-"""Keypoint losses on frame-pixel coordinates, masked so non-faces (stage 3) contribute nothing."""
+"""The loss kernels of ``facial-keypoints train``: keypoint losses on frame-pixel coordinates (masked,
+so non-faces contribute nothing) and the teacher's terms of distillation.  ``loss.TrainingLoss``
+names and weighs them."""
 from __future__ import annotations
 
 import math
@@ -48,28 +50,6 @@ class KeypointLoss(torch.nn.Module):
         if mask is None:
             return per_face.mean()
         return (per_face * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-class FaceAndKeypointLoss(torch.nn.Module):
-    """Stage 3: ``a * class-weighted cross entropy + b * keypoint loss on faces only``.
-
-    ``class_weights`` = (non-face, face) weigh the cross entropy against the
-    imbalance of the lists; the keypoint loss is masked by the face label, so a
-    non-face's (meaningless) keypoint output is never trained.
-    """
-
-    def __init__(self, kind: str = "wing", a: float = 1.0, b: float = 1.0, class_weights=(1.0, 1.0)):
-        super().__init__()
-        self.keypoints = KeypointLoss(kind)
-        self.a, self.b = a, b
-        self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
-
-    def forward(self, keypoints, logits, target_keypoints, is_face, keypoint_labelled=None):
-        """``keypoint_labelled`` (optional, per sample): 0 leaves a face out of the keypoint loss only."""
-        ce = torch.nn.functional.cross_entropy(logits.float(), is_face.long(),
-                                               weight=self.class_weights.to(logits.device))
-        return self.a * ce + self.b * self.keypoints(keypoints, target_keypoints,
-                                                     trained_keypoints(is_face, keypoint_labelled))
 
 
 class OutputTap:
@@ -150,7 +130,8 @@ class TeacherLoss(torch.nn.Module):
     """Knowledge distillation for a smaller two-headed model: match a frozen teacher on the same batch.
 
     ``weight * (keypoint loss to the teacher's points on faces + KL to its face/non-face
-    probabilities)``, added to the labels' loss by the caller.  The teacher sees the
+    probabilities)``, returned with the other terms by name; ``loss.TrainingLoss`` adds them
+    to the labels' terms.  The teacher sees the
     same augmented images as the student, so it gives a target for every augmentation.
     With ``heatmap_weight`` > 0 and a student shown to ``watch``, the student's
     heatmaps also match the teacher's (``heatmap_weight`` * KL per point): where
@@ -187,27 +168,30 @@ class TeacherLoss(torch.nn.Module):
         if self.feature_weight > 0:
             self.student_trunk = TrunkTap(student)
 
-    def forward(self, keypoints, logits, images, is_face):
+    def forward(self, keypoints, logits, images, is_face) -> dict[str, torch.Tensor]:
+        """The teacher's terms by name: ``teacher`` (its points on faces and its face/non-face
+        probabilities), and ``heatmap``, ``embedding``, ``feature`` where their weights are > 0."""
         with torch.no_grad():
             self.teacher.eval()  # the trainer's model.train() does not reach the teacher
             teacher_keypoints, teacher_logits = self.teacher(images)
         t = self.temperature  # > 1 softens the teacher's near-certain probabilities (Hinton et al.); t^2 keeps the scale
         kl = torch.nn.functional.kl_div(torch.log_softmax(logits.float() / t, dim=1),
                                         torch.softmax(teacher_logits.float() / t, dim=1), reduction="batchmean") * t * t
-        total = self.weight * (self.keypoints(keypoints, teacher_keypoints, is_face) + kl)
+        terms = {"teacher": self.weight * (self.keypoints(keypoints, teacher_keypoints, is_face) + kl)}
         if self.heatmap_weight > 0:
-            if self.student_maps is None or self.student_maps.output is None:
-                raise RuntimeError("heatmap distillation: call watch(student) before training")
-            total = total + self.heatmap_weight * heatmap_kl(self.student_maps.output, self.teacher_maps.output,
-                                                             is_face.float())
+            terms["heatmap"] = self.heatmap_weight * heatmap_kl(self._tapped(self.student_maps, "heatmap"),
+                                                                self.teacher_maps.output, is_face.float())
         if self.embedding_weight > 0:
-            if self.student_embedding is None or self.student_embedding.output is None:
-                raise RuntimeError("embedding distillation: call watch(student) before training")
             # what the face/non-face head reads, on faces and non-faces alike
-            total = total + self.embedding_weight * torch.nn.functional.mse_loss(
-                self.student_embedding.output.float(), self.teacher_embedding.output.float())
+            terms["embedding"] = self.embedding_weight * torch.nn.functional.mse_loss(
+                self._tapped(self.student_embedding, "embedding").float(), self.teacher_embedding.output.float())
         if self.feature_weight > 0:
-            if self.student_trunk is None or self.student_trunk.output is None:
-                raise RuntimeError("feature distillation: call watch(student) before training")
-            total = total + self.feature_weight * feature_mse(self.student_trunk.output, self.teacher_trunk.output)
-        return total
+            terms["feature"] = self.feature_weight * feature_mse(self._tapped(self.student_trunk, "feature"),
+                                                                 self.teacher_trunk.output)
+        return terms
+
+    @staticmethod
+    def _tapped(tap, what: str):
+        if tap is None or tap.output is None:
+            raise RuntimeError(f"{what} distillation: call watch(student) before training")
+        return tap.output
