@@ -89,12 +89,12 @@ def main(argv=None) -> int:
             continue
         epochs = budgets.get(key, args.epochs)
         save = out / "models" / key
-        common = ["--data-root", args.data_root or "", "--train-list", lists / "train.txt",
+        common = [*(["--data-root", args.data_root] if args.data_root else []), "--train-list", lists / "train.txt",
                   "--save-directory", save, "--epochs", epochs,
                   "--batch-size", 32, "--seed", args.seed, "--log-interval", 0, "--no-progress"]
         if args.cache_dir:
             common += ["--cache-dir", args.cache_dir]
-        argv = [str(a) for a in [*flags, *common] if a != ""]
+        argv = [str(a) for a in [*flags, *common]]
         print(f"== {key}: {what} ({epochs} epochs)", flush=True)
         # the product's trainer: it has the weight average (--ema) and the crop cache the course scripts leave out
         if subprocess.run([sys.executable, "-m", "facial_keypoints", "train", *argv]).returncode:
