@@ -148,6 +148,20 @@ def test_a_second_run_into_a_busy_save_directory_is_refused_and_a_stale_lock_is_
     assert (save / "best.pt").is_file() and not (save / ".lock").exists()
 
 
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(lists, tmp_path):
+    root, train_list = lists
+    save = tmp_path / "run"
+    save.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (save / ".lock").write_text(f"{other.pid} 1")  # a live pid, but not the process that wrote the lock
+        assert stage1(root, train_list, save) == 0
+        assert (save / "best.pt").is_file() and not (save / ".lock").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_resume_with_another_list_is_refused_unless_forced(lists, tmp_path, capsys):
     root, train_list = lists
     assert stage1(root, train_list, tmp_path / "run") == 0

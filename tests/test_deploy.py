@@ -208,7 +208,7 @@ def test_export_writes_a_stamped_onnx_model_that_auto_then_runs(tmp_path, capsys
               "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(model, config), tmp_path / "m.pt")
     assert cli(["export", "--checkpoint", str(tmp_path / "m.pt")]) == 0
-    assert (tmp_path / "m.onnx").is_file() and "max abs difference" in capsys.readouterr().out
+    assert (tmp_path / "m.onnx").is_file() and "of the output's scale" in capsys.readouterr().out
     network, _, backend = load(tmp_path / "m.pt", "auto")
     assert backend == "onnx" and isinstance(network, OnnxModel)
 
@@ -254,3 +254,48 @@ def test_evaluating_the_shipped_model_writes_its_figure_outside_the_package(synt
     assert "cumulative error curve: evaluation/ced.png" in capsys.readouterr().out
     assert (tmp_path / "evaluation" / "ced.png").is_file()
     assert sorted(p.name for p in WEIGHTS_DIR.iterdir()) == before
+
+
+def test_export_of_the_shipped_model_passes_its_own_check_and_agrees_on_real_faces(real_root, tmp_path):
+    """The parity check runs (no --no-check) on the shipped model, and the ONNX model it writes gives the
+    network's points on real crops to a thousandth of a pixel."""
+    assert cli(["export", "--out", str(tmp_path / "shipped.onnx")]) == 0
+    records = records_from_labels(real_root / "II", 0.25)[:16]
+    batch = crops_to_batch(load_crops([(r.image, r.box) for r in records], real_root / "II", 112,
+                                      tmp_path / "cache", progress=False))
+    model, _ = load_model(DEFAULT_CHECKPOINT)
+    with torch.no_grad():
+        expected = model(batch)[0].numpy()
+    np.testing.assert_allclose(OnnxModel(tmp_path / "shipped.onnx")(batch)[0].numpy(), expected, atol=1e-3)
+
+
+def test_export_and_quantize_refuse_to_write_over_their_inputs(train_list, tmp_path, capsys):
+    model = create_model("face_keypoints", backbone="test_tiny_heatmap")
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_tiny_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(model, config), tmp_path / "m.pt")
+    before = (tmp_path / "m.pt").read_bytes()
+    assert cli(["export", "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "m.pt"), "--no-check"]) == 2
+    root, train = train_list
+    listed = train.read_bytes()
+    assert cli(["quantize", "--checkpoint", str(tmp_path / "m.pt"), "--list", str(train), "--out", str(train),
+                "--data-root", str(root)]) == 2
+    assert cli(["quantize", "--checkpoint", str(tmp_path / "m.pt"), "--list", str(train),
+                "--out", str(tmp_path / "m.pt"), "--data-root", str(root)]) == 2
+    assert (tmp_path / "m.pt").read_bytes() == before and train.read_bytes() == listed
+    assert capsys.readouterr().err.count("is an input of this command") == 3
+
+
+def test_a_failed_export_check_keeps_the_previous_onnx_model(tmp_path, monkeypatch, capsys):
+    model = create_model("face_keypoints", backbone="test_tiny_heatmap")
+    config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "test_tiny_heatmap"}, "input_size": 112,
+              "expand_ratio": 0.25, "normalize": True}
+    save_checkpoint(make_checkpoint(model, config), tmp_path / "m.pt")
+    assert cli(["export", "--checkpoint", str(tmp_path / "m.pt")]) == 0
+    good = (tmp_path / "m.onnx").read_bytes()
+    real_call = OnnxModel.__call__
+    monkeypatch.setattr(OnnxModel, "__call__", lambda self, images: tuple(o + 1 for o in real_call(self, images)))
+    assert cli(["export", "--checkpoint", str(tmp_path / "m.pt"), "--opset", "18"]) == 2
+    assert "not written" in capsys.readouterr().err
+    assert (tmp_path / "m.onnx").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.pt"]

@@ -18,10 +18,11 @@ class SaveDirectoryBusy(RuntimeError):
 
 @contextlib.contextmanager
 def save_directory_lock(folder: Path):
-    """Hold ``folder/.lock`` (with this process's pid) while a run trains into ``folder``.
+    """Hold ``folder/.lock`` (this process's pid and start time) while a run trains into ``folder``.
 
     A second run into a folder a live run holds is refused: the last to finish would silently
-    overwrite the other's best.pt.  A lock whose process is gone (a crash, a kill) is taken over.
+    overwrite the other's best.pt.  A lock whose process is gone (a crash, a kill) is taken over,
+    and so is one whose pid now belongs to another process (the start times differ).
     """
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".lock"
@@ -31,14 +32,15 @@ def save_directory_lock(folder: Path):
             break
         except FileExistsError:
             try:
-                holder = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and holder != os.getpid() and _alive(holder):
+                fields = lock.read_text().split()
+                holder, started = int(fields[0]), (fields[1] if len(fields) > 1 else None)
+            except (OSError, ValueError, IndexError):
+                holder, started = 0, None
+            if holder and holder != os.getpid() and _alive(holder) and started in (None, _start_time(holder)):
                 raise SaveDirectoryBusy(f"{folder} is in use by another training run (pid {holder}, {lock}); "
                                         "wait for it, or give --save-directory another folder") from None
             lock.unlink(missing_ok=True)  # left by a run that no longer exists
-    os.write(handle, str(os.getpid()).encode())
+    os.write(handle, f"{os.getpid()} {_start_time(os.getpid()) or ''}".strip().encode())
     os.close(handle)
     try:
         yield
@@ -54,6 +56,16 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), which a reused pid does not share;
+    None where /proc is not there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name before it may hold spaces
 
 
 class RunFolder:
