@@ -28,32 +28,51 @@ class JsonlError(ValueError):
     """A results file this module did not write (a line that is not a JSON record); names file and line."""
 
 
+RECORD_START = b'{"image": '  # how every record predict writes begins (PhotoResult.as_json's first key)
+
+
 def done_photos(path: Path) -> set[str]:
     """The ``image`` of every record already in ``path`` (none if it does not exist), read line by line.
 
-    A torn last line (no newline at the end) is cut off, with a warning, so the file ends whole.
+    Blank lines are skipped.  A torn last line (no newline at the end) that begins as a record does is
+    cut off, with a warning, so the file ends whole; anything else in the file is not predict's, and
+    the file is refused untouched.
     """
     path = Path(path)
     if not path.is_file():
         return set()
-    done, whole = set(), 0
+    done, whole, number, last = set(), 0, 0, b""
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
             if not line.endswith(b"\n"):
-                break  # a torn last line: cut off below
+                last = line
+                break  # a last line without its newline: looked at below
+            whole += len(line)
+            if not line.strip():
+                continue
             try:
                 done.add(json.loads(line)["image"])
             except (ValueError, KeyError, TypeError):
                 raise JsonlError(f"{path}:{number}: not a predict record (a JSON object with an \"image\"); "
                                  "give --jsonl a new file or one an earlier run wrote") from None
-            whole += len(line)
-    torn = path.stat().st_size - whole
-    if torn:
-        print(f"warning: {path}: the last line was cut off by an interrupted write ({torn} bytes); removed, "
+    if last:
+        torn = last.startswith(RECORD_START) or RECORD_START.startswith(last)
+        if not torn or _parses(last):  # one write puts a whole record and its newline: a full one is not ours
+            raise JsonlError(f"{path}:{number}: not a predict record, and no newline ends it; give --jsonl a new "
+                             "file or one an earlier run wrote")
+        print(f"warning: {path}: the last line was cut off by an interrupted write ({len(last)} bytes); removed, "
               "its photo runs again", file=sys.stderr)
         with open(path, "r+b") as handle:
             handle.truncate(whole)
     return done
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 class JsonlWriter:

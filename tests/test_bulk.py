@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from facial_keypoints.bulk import JsonlError, done_photos
 from facial_keypoints.cli import main as cli
@@ -53,6 +54,21 @@ def test_a_torn_last_line_is_cut_off_and_a_foreign_line_is_named(tmp_path, capsy
     results.write_text('{"image": "a.jpg"}\nimage,faces\n')
     with pytest.raises(JsonlError, match=r"r\.jsonl:2: not a predict record"):
         done_photos(results)
+
+
+def test_jsonl_leaves_a_file_it_did_not_write_untouched_and_skips_blank_lines(tmp_path, capsys):
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"notes":"keep"}')  # no newline at the end, and not a record: the user's file
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(photos / "grey.jpg")
+    assert cli(["predict", str(photos), "--jsonl", str(mine), "--no-progress"]) == 2
+    assert "mine.json:1: not a predict record" in capsys.readouterr().err
+    assert mine.read_text() == '{"notes":"keep"}'
+    ours = tmp_path / "ours.jsonl"
+    ours.write_text('{"image": "a.jpg"}\n\n{"image": "b.jpg"}\n\n')
+    assert done_photos(ours) == {"a.jpg", "b.jpg"}
+    assert ours.read_text() == '{"image": "a.jpg"}\n\n{"image": "b.jpg"}\n\n'
 
 
 def children(pid: int) -> list[int]:
