@@ -43,16 +43,19 @@ def find_photos(paths, skip=None) -> list[Path]:
     return found
 
 
+OUTPUT_SUFFIXES = (".json", ".jpg", ".jsonl", ".mp4", ".csv")  # what predict writes for a photo or a video
+
+
 def output_stems(photos, out_dir) -> list[str]:
-    """The output name of each photo (``STEM.json``, ``STEM.jpg`` in ``out_dir``): its own stem, with
-    ``_`` added while it is taken, so two inputs of one name keep both outputs and no output is
-    ever one of the input photos."""
+    """The output name of each photo or video (``STEM.json`` and ``STEM.jpg``, or ``STEM.jsonl``,
+    ``STEM.mp4`` and ``STEM.csv``, in ``out_dir``): its own stem, with ``_`` added while it is taken,
+    so two inputs of one name keep both outputs and no output is ever one of the inputs."""
     inputs = {Path(p).resolve() for p in photos if not isinstance(p, int)}
     out_dir = Path(out_dir).resolve()
     taken, stems = set(), []
     for photo in photos:
         stem = f"camera{photo}" if isinstance(photo, int) else Path(photo).stem  # an int is a live camera
-        while stem in taken or (out_dir / f"{stem}.jpg") in inputs or (out_dir / f"{stem}.json") in inputs:
+        while stem in taken or any(out_dir / f"{stem}{suffix}" in inputs for suffix in OUTPUT_SUFFIXES):
             stem += "_"
         taken.add(stem)
         stems.append(stem)

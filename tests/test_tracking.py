@@ -153,3 +153,11 @@ def test_bad_videos_get_one_line_each_and_the_rest_of_the_batch_goes_on(scenes, 
     for name in ("empty.mp4", "garbage.avi", "truncated.mp4", "sound.mov"):
         assert sum(name in line for line in errors) == 1, name
     assert sorted(p.name for p in out.iterdir()) == ["good.jsonl", "good.mp4"]  # nothing half-written
+
+
+def test_predict_never_writes_its_annotated_video_over_the_input(scenes, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", scenes[:4])
+    original = clip.read_bytes()
+    assert cli(["predict", str(clip), "--out", str(tmp_path), "--no-progress", "--threads", "2"]) == 0
+    assert clip.read_bytes() == original
+    assert (tmp_path / "clip_.mp4").is_file() and (tmp_path / "clip_.jsonl").is_file()
