@@ -125,8 +125,13 @@ class FaceLandmarker:
 
         One batched network call on the boxes as given: no detector, no second crop.
         """
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.size and boxes.shape != (4,) and (boxes.ndim != 2 or boxes.shape[1] != 4):
+            raise ValueError(f"boxes must have the shape (4,) or (N, 4), x1 y1 x2 y2 each, not {boxes.shape}")
+        if not np.isfinite(boxes).all():
+            raise ValueError("boxes must be finite numbers (a box holds nan or inf)")
+        boxes = boxes.reshape(-1, 4)
         rgb = to_rgb_image(image, bgr)
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         width, height = rgb.size
         crop_boxes = np.array([expand_box(box, self.config["expand_ratio"], width, height) for box in boxes],
                               dtype=np.float64).reshape(-1, 4)

@@ -22,7 +22,13 @@ from .images import ImageError, crop_resized, load_gray
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FKD_CACHE_DIR", Path.home() / ".cache" / "facial_keypoints"))
+    """$FKD_CACHE_DIR, else ~/.cache/facial_keypoints (the home folder is looked up only when needed)."""
+    if os.environ.get("FKD_CACHE_DIR"):
+        return Path(os.environ["FKD_CACHE_DIR"])
+    try:
+        return Path.home() / ".cache" / "facial_keypoints"
+    except RuntimeError:  # no HOME and no passwd entry
+        raise ValueError("no home folder to keep the crop cache in: set FKD_CACHE_DIR") from None
 
 
 def _crops_of_one_photo(job):

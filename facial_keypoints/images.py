@@ -123,8 +123,16 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def regular_file(path):
+    """``path`` if it is a regular file; a FIFO or a device would block a read for ever."""
+    if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path):
+        raise ImageError(f"{path} is not a regular file")
+    return path
+
+
 def open_photo(path) -> Image.Image:
     """RGB pixels as the photo is meant to be seen: EXIF rotation applied, then ``as_rgb``."""
+    regular_file(path)
     try:
         with Image.open(path) as image:
             return as_rgb(ImageOps.exif_transpose(image))

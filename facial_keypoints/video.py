@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .images import ImageError
+from .images import ImageError, regular_file
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -37,7 +37,7 @@ class VideoFrames:
         # FFmpeg's own messages ("moov atom not found") would come on top of our one line per bad video
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
-        self.source = source
+        self.source = source if isinstance(source, int) else regular_file(source)
         self.capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
         if not self.capture.isOpened():
             raise ImageError(f"cannot open video {source}")

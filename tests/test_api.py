@@ -104,3 +104,11 @@ def test_auto_picks_yunet_where_its_wheel_is_installed_and_both_find_the_faces(r
         assert detector.name == name
         assert len(match_boxes(detector(rgb).boxes, labelled)) == len(labelled) == 2  # mapped to the labels' boxes
     assert create_detector("yunet", min_face=40)(rgb[:30, :50]).boxes.shape == (0, 4)  # nothing that small
+
+
+@pytest.mark.parametrize("boxes, needle", [([[10, 10, 60, 60, 0.9]], "shape"), ([10, 10, 60], "shape"),
+                                           ([[10, 10, float("nan"), 60]], "finite")])
+def test_landmarks_refuses_boxes_of_another_shape_or_not_finite(landmarker, boxes, needle):
+    with pytest.raises(ValueError, match=needle):
+        landmarker.landmarks(np.zeros((80, 80, 3), np.uint8), boxes)
+    assert landmarker.landmarks(np.zeros((80, 80, 3), np.uint8), []).shape == (0, 21, 2)

@@ -300,6 +300,15 @@ def test_predict_numbers_no_run_can_use_are_one_line(tmp_path, capsys, flags):
     one_line_error(capsys, "must be at least 1")
 
 
+@pytest.mark.parametrize("flags", [["--min-cutoff", "nan"], ["--min-cutoff", "0"], ["--beta", "nan"], ["--beta", "inf"],
+                                   ["--face-threshold", "nan"], ["--face-threshold", "5"]])
+def test_predict_settings_that_are_not_finite_or_out_of_range_are_one_line(tmp_path, capsys, flags):
+    with pytest.raises(SystemExit) as stop:
+        cli(["predict", str(tmp_path), *flags])
+    assert stop.value.code == 2
+    one_line_error(capsys, "must be a finite number in")
+
+
 def one_head_checkpoint(path):
     config = {"arch": "stage1", "model_kwargs": {}, "input_size": 112, "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(create_model("stage1"), config), path)
@@ -361,3 +370,28 @@ def test_help_shows_every_flag_with_its_meaning_and_default_once(script):
             own = len(line.split("  ", 2)) > 2 and line.split("  ", 2)[2].strip()
             below = n + 1 < len(lines) and lines[n + 1].startswith(" " * 10)  # help wrapped onto the next line
             assert own or below, f"no help: {line}"
+
+
+def test_a_fifo_named_like_a_photo_is_one_line_not_a_hang(tmp_path, capsys):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    good = photo(tmp_path / "good.jpg")
+    result = subprocess.run([sys.executable, "-m", "facial_keypoints", "predict", str(fifo), str(good), "--out",
+                             str(tmp_path / "out"), "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1  # one photo failed, the other was done
+    assert f"{fifo} is not a regular file" in result.stderr and (tmp_path / "out" / "good.json").is_file()
+
+
+def test_no_home_folder_needs_no_home_when_the_cache_folder_is_given(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from facial_keypoints.cache import default_cache_dir
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    monkeypatch.setenv("FKD_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("FKD_CACHE_DIR")
+    with pytest.raises(ValueError, match="set FKD_CACHE_DIR"):
+        default_cache_dir()
