@@ -108,9 +108,22 @@ def _one_photo(landmarker, path) -> tuple[str, dict | str]:
         return "failed", naming(path, error)
 
 
-def _worker(number: int, settings: dict, tasks, results, current) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the main process ends, whatever it is doing (loading its model, say): Linux's
+    parent-death signal, and a check that the parent did not end before it was set."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl here: the task loop below watches the parent instead
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _worker(number: int, settings: dict, tasks, results, current, parent: int) -> None:
     """A worker process: one model, then photos from ``tasks`` until None; ``current[number]`` holds the
     photo being worked on, in shared memory, so it survives the worker's death."""
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
         from .api import FaceLandmarker
@@ -118,7 +131,6 @@ def _worker(number: int, settings: dict, tasks, results, current) -> None:
     except Exception as error:  # noqa: BLE001 - reported by the main process as one line
         results.put(("init", number, f"{error}"))
         return
-    parent = os.getppid()
     while True:
         if os.getppid() != parent:  # the main process was killed: nobody reads results any more, so
             results.cancel_join_thread()  # do not wait at exit for them to be read
@@ -188,7 +200,8 @@ def _run_workers(photos: list, settings: dict, workers: int, handle) -> None:
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(maxsize=3 * workers), context.Queue()
     current = context.Array("q", [-1] * workers, lock=False)
-    processes = [context.Process(target=_worker, args=(n, settings, tasks, results, current), daemon=True)
+    processes = [context.Process(target=_worker, args=(n, settings, tasks, results, current, os.getpid()),
+                                 daemon=True)
                  for n in range(workers)]
     for process in processes:
         process.start()
