@@ -68,10 +68,6 @@ class FaceLandmarks(Dataset):
         # every epoch would make the data, not the network, the slow part of training.
         self.crops = [self.load_crop(record) for record in records]
 
-    @classmethod
-    def from_list(cls, list_path, data_root, transform=None):
-        return cls(read_list(list_path), data_root, transform)
-
     def load_crop(self, record) -> np.ndarray:
         """Steps 1 and 2: the photo in grayscale, the box cut out and resized to SIZE x SIZE."""
         try:

@@ -288,11 +288,3 @@ def train_transform(args, config):
         if getattr(args, "occlude", 0):
             steps.append(RandomOcclusion(args.occlude))
     return Compose(steps + eval_transform(config["normalize"]).transforms)
-
-
-def augmented_dataset(list_path, data_root, args):
-    """The training samples of ``list_path`` as the augmentation flags make them (for the data.py viewers)."""
-    from ..dataset import FaceCrops
-    from ..lists import resolve_data_root
-    return FaceCrops.from_list(list_path, resolve_data_root(data_root),
-                               transform=train_transform(args, {"normalize": not args.no_normalize}))

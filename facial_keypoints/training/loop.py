@@ -116,7 +116,7 @@ def fit(model, train_set, val_set, loss: TrainingLoss, optimizer, *, epochs: int
     net = model.to(device)  # what checkpoints, the weight average, validation and the loss's taps see
     trained = dist.wrap(net, device)  # what takes the training steps
     loss.watch(net)
-    history = list(progress.history)
+    history, best = list(progress.history), progress.best
 
     def after_step():
         if scheduler is not None:
@@ -160,8 +160,10 @@ def fit(model, train_set, val_set, loss: TrainingLoss, optimizer, *, epochs: int
             log.info("epoch %d: train loss %.4f, validation loss %.4f%s%s (%.1fs)", epoch, train_loss, val["loss"],
                      f" (labels alone {val['labels_loss']:.4f})" if loss.has_teacher else "",
                      " (weight average)" if average else "", entry["seconds"])
+            is_best = selection_loss(entry) < best
+            best = min(best, selection_loss(entry))
             if run is not None:
                 run.end_of_epoch(net, history, optimizer=optimizer, scheduler=scheduler, average=average,
-                                 own_weights=own_weights, is_best=selection_loss(entry) < Progress(history[:-1]).best)
+                                 own_weights=own_weights, is_best=is_best)
     dist.barrier()  # every process ends after rank 0's last checkpoint
     return history

@@ -36,10 +36,3 @@ def add_schedule_arguments(parser, default: str = "cosine") -> None:
                         help="linear warm-up from 0, whatever the schedule (0: none)")
     parser.add_argument("--step-size", type=int, default=10, help="step schedule: epochs between decays")
     parser.add_argument("--gamma", type=float, default=0.1, help="step schedule: decay factor")
-
-
-def add_training_arguments(parser) -> None:
-    """What stage 2 adds to the command line, and stage 3 keeps: augmentation and schedules."""
-    from .augment import add_augmentation_arguments
-    add_augmentation_arguments(parser)
-    add_schedule_arguments(parser, default="cosine")
