@@ -8,6 +8,7 @@ from .cache import load_crops
 from .geometry import to_frame
 from .keypoints import NUM_POINTS
 from .labels import LabelError, ListRecord, read_list
+from .lists import recorded_sizes
 
 
 class FaceCrops(Dataset):
@@ -32,7 +33,8 @@ class FaceCrops(Dataset):
             self.crops = crops
         else:
             self.crops = load_crops([(r.image, r.box) for r in records], data_root, size, cache_dir,
-                                    workers=workers, sources=[r.source for r in records], progress=progress)
+                                    workers=workers, sources=[r.source for r in records], progress=progress,
+                                    photo_sizes=recorded_sizes(records))
         self.frame_keypoints = np.stack([
             to_frame(r.keypoints, r.box, size) if r.is_face else np.zeros((NUM_POINTS, 2))
             for r in records]).astype(np.float32)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .evaluation import records_from_labels
-from .images import load_gray
-from .labels import ParseStats, write_list
+from .images import image_size, load_gray
+from .labels import ParseStats, format_list, format_photo_size
 from .atomic import atomic_output, output_folder
 from .lists import blank_faces, photo_of, split_by_photo
 from .plots import draw_points, grid
@@ -32,7 +33,7 @@ def add_list_arguments(parser, stage_dir: Path) -> None:
 
 
 def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=None, face_label=None) -> dict:
-    """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings and counts).
+    """Write ``train.txt``, ``test.txt`` and ``lists.json`` (the settings, counts and each photo's size).
 
     ``extra_records`` (stage 2's offline copies, stage 3's non-faces; a list, or a
     function of the face records) are split with their photos by ``photo_key``;
@@ -40,9 +41,12 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     ``face_label`` (stage 3: 1) is written at the end of every face line.
     Faces whose labelled box is one flat grey value (``lists.blank_faces``) are
     left out unless ``args.keep_blank_faces``, each named with its label line.
+    The three files are replaced together, once all three are written: a full disk leaves the old
+    ones (and no temporary files).  ``photo_sizes`` lets every reader of the lists refuse a photo
+    replaced since (``lists.photo_size_problem``).
     """
     from .lists import resolve_data_root
-    if args.expand_ratio < 0:
+    if not math.isfinite(args.expand_ratio) or args.expand_ratio < 0:
         raise ValueError(f"--expand-ratio must be 0 or more (a share of the box added on every side), "
                          f"not {args.expand_ratio:g}")
     out = output_folder(args.out_dir, "--out-dir")
@@ -66,8 +70,6 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     test = [r for r in test if id(r) not in left_out]
     if drop_from_test:
         test = [r for r in test if not drop_from_test(r.image)]
-    write_list(out / "train.txt", train)
-    write_list(out / "test.txt", test)
     summary = {
         "data_root": str(root), "expand_ratio": args.expand_ratio, "test_fraction": args.test_fraction,
         "seed": args.seed, "negative": args.negative, "counts": dict(stats.counts),
@@ -75,9 +77,13 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         "train_non_faces": sum(not r.is_face for r in train), "test_non_faces": sum(not r.is_face for r in test),
         "train_photos": len({photo_key(r.image) for r in train}),
         "test_photos": len({photo_key(r.image) for r in test}),
+        "photo_sizes": _photo_sizes(train + test, root),
     }
-    with atomic_output(out / "lists.json") as partial:
-        partial.write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_output(out / "train.txt") as train_part, atomic_output(out / "test.txt") as test_part, \
+            atomic_output(out / "lists.json") as meta_part:
+        train_part.write_text(format_list(train), encoding="utf-8", newline="\n")
+        test_part.write_text(format_list(test), encoding="utf-8", newline="\n")
+        meta_part.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"read {stats['lines']} label lines under {root}: {stats.summary()}")
     print(f"wrote {out / 'train.txt'} ({_count(train)}, {summary['train_photos']} photos) and "
           f"{out / 'test.txt'} ({_count(test)}, {summary['test_photos']} photos)")
@@ -102,6 +108,16 @@ def _blank_lines(records, root, skip_bad: bool, stats: ParseStats) -> set[int]:
         lost = {r.image for r in unreadable}
         left_out |= {id(r) for r in records if r.image in lost}
     return left_out
+
+
+def _photo_sizes(records, root) -> dict[str, str]:
+    """{photo: "WIDTHxHEIGHT"} of every photo the lists name, sorted; face records carry the size
+    read when their labels were checked, others cost one header read a photo."""
+    sizes = {}
+    for record in records:
+        if record.image not in sizes:
+            sizes[record.image] = record.photo_size or image_size(Path(root) / record.image)
+    return {image: format_photo_size(sizes[image]) for image in sorted(sizes)}
 
 
 def _count(records) -> str:

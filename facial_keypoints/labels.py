@@ -9,10 +9,15 @@
   ``IMAGE_PATH box 0`` (6 fields).
 
 Every error names the file and line (``path:line: what is wrong``).  CRLF and LF
-line endings both work.
+line endings both work.  ``lists.json`` beside a list may record each photo's
+size when the list was made (``photo_sizes``), so that a photo replaced since is
+refused instead of cropped with boxes that no longer frame its faces.
 """
 from __future__ import annotations
 
+import codecs
+import json
+import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_output
 from .keypoints import NUM_POINTS
+
+log = logging.getLogger("facial_keypoints")
 
 LABEL_FIELDS = 1 + 4 + 2 * NUM_POINTS
 
@@ -51,6 +59,7 @@ class ListRecord:
     label: int | None = None   # 1 face / 0 non-face (stage 3); None in stage-1/2 lists
     source: str = ""
     face_box: np.ndarray | None = None  # the labelled box, when known (not written to lists)
+    photo_size: tuple[int, int] | None = None  # the photo's (width, height) when the list was made, if recorded
 
     @property
     def is_face(self) -> bool:
@@ -73,6 +82,34 @@ class ParseStats:
 
     def summary(self) -> str:
         return ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
+
+
+def _numbered_lines(path: Path):
+    """(line number, raw bytes) of a text file: CRLF, LF and CR line ends, a byte-order mark dropped
+    (it would otherwise become part of the first image's name)."""
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    return enumerate(data.splitlines(), start=1)
+
+
+def _decode(raw: bytes, source: str) -> str:
+    """A line as text; a byte that is not UTF-8 is a LabelError naming the line (Python's own error names
+    neither the file nor the line)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LabelError(source, f"not UTF-8 text: byte 0x{raw[error.start]:02x} at column {error.start + 1}; "
+                                 "save the file as UTF-8") from None
+
+
+def text_lines(path: str | os.PathLike):
+    """(``path:line``, text) of each line of a UTF-8 text file, as ``_numbered_lines`` splits it;
+    a byte that is not UTF-8 is a LabelError naming the line."""
+    path = Path(path)
+    for number, raw in _numbered_lines(path):
+        source = f"{path}:{number}"
+        yield source, _decode(raw, source)
 
 
 def _floats(fields: list[str], source: str) -> np.ndarray:
@@ -154,24 +191,36 @@ def read_label_file(path: str | os.PathLike, data_root: str | os.PathLike, *,
     prefix = "" if prefix == "." else prefix
     faces = []
     lines = 0
-    # universal newlines (CRLF and LF); utf-8-sig drops a byte-order mark, which would otherwise
-    # become part of the first image's name
-    with open(path, encoding="utf-8-sig", newline=None) as handle:
-        for number, line in enumerate(handle, start=1):
+    seen: dict[tuple, int] = {}  # (image, numbers) -> the first line that has them
+    duplicates = []
+    for number, raw in _numbered_lines(path):
+        source = f"{path}:{number}"
+        try:
+            line = _decode(raw, source)
             if not line.strip():
                 continue
             lines += 1
             stats.add("lines")
-            source = f"{path}:{number}"
-            try:
-                face = apply_negative_policy(parse_label_line(line, source, prefix), negative, stats)
-            except LabelError:
-                if not skip_bad:
-                    raise
-                stats.add("skipped_malformed")
+            face = parse_label_line(line, source, prefix)
+            key = (face.image, face.box.tobytes(), face.keypoints.tobytes())
+            if key in seen:  # the same face twice would count (and train) twice
+                duplicates.append((number, seen[key]))
+                stats.add("duplicate_lines")
                 continue
-            if face is not None:
-                faces.append(face)
+            seen[key] = number
+            face = apply_negative_policy(face, negative, stats)
+        except LabelError:
+            if not skip_bad:
+                raise
+            stats.add("skipped_malformed")
+            continue
+        if face is not None:
+            faces.append(face)
+    if duplicates:
+        shown = ", ".join(f"{n} (= {first})" for n, first in duplicates[:10])
+        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+        log.warning("%s: %d line(s) repeat an earlier line (the same photo and labels), counted once: line %s%s",
+                    path, len(duplicates), shown, more)
     if not lines:
         if not skip_bad:
             raise LabelError(str(path), "no label lines (an empty label.txt)")
@@ -218,17 +267,45 @@ def parse_list_line(line: str, source: str) -> ListRecord:
 
 
 def read_list(path: str | os.PathLike) -> list[ListRecord]:
+    """A list's records, each with its photo's size when the list was made where ``lists.json``
+    beside the list recorded it (``photo_size``; None for lists made before sizes were recorded)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"list file not found: {path} (run gen_train_test.py first)")
-    records = []
-    with open(path, encoding="utf-8-sig", newline=None) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                records.append(parse_list_line(line, f"{path}:{number}"))
+    records = [parse_list_line(line, source) for source, line in text_lines(path) if line.strip()]
     if not records:
         raise LabelError(str(path), "the list is empty")
+    sizes = recorded_photo_sizes(path)
+    for record in records:
+        record.photo_size = sizes.get(record.image)
     return records
+
+
+def format_photo_size(size) -> str:
+    """(width, height) as lists.json's ``photo_sizes`` holds it: ``"640x480"``."""
+    return f"{int(size[0])}x{int(size[1])}"
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.split("x"))
+    if width < 1 or height < 1:
+        raise ValueError(f"not a photo size: {text!r}")
+    return width, height
+
+
+def recorded_photo_sizes(list_path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """The (width, height) of each photo when the list was made, from ``lists.json`` beside
+    ``list_path`` (written by gen_train_test.py); {} where there is none or it records no sizes."""
+    meta = Path(list_path).with_name("lists.json")
+    if not meta.is_file():
+        return {}
+    text = _decode(meta.read_bytes(), str(meta))
+    try:
+        sizes = json.loads(text).get("photo_sizes", {})
+        return {str(image): _parse_size(size) for image, size in sizes.items()}
+    except (ValueError, AttributeError, TypeError) as error:
+        raise LabelError(str(meta), f"not a lists.json as gen_train_test.py writes it "
+                                    f"(photo_sizes: {{\"I/1.jpg\": \"640x480\", ...}}): {error}") from None
 
 
 def _fmt(value: float) -> str:
@@ -245,15 +322,16 @@ def format_list_line(record: ListRecord) -> str:
     return " ".join(parts)
 
 
+def format_list(records: list[ListRecord]) -> str:
+    """A list file's text: one line per record, LF line ends."""
+    return "".join(format_list_line(record) + "\n" for record in records)
+
+
 def write_list(path: str | os.PathLike, records: list[ListRecord]) -> None:
-    """Write a list file atomically (write to a temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        for record in records:
-            handle.write(format_list_line(record) + "\n")
-    os.replace(tmp, path)
+    """Write a list file whole or not at all: on any error (a full disk) the old file stays and
+    the temporary one is removed."""
+    with atomic_output(path) as partial:
+        partial.write_text(format_list(records), encoding="utf-8", newline="\n")
 
 
 def attach_face_boxes(records, data_root) -> int:

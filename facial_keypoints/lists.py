@@ -55,9 +55,39 @@ def face_records(faces: list[FaceLabel], data_root, ratio: float, *, skip_bad: b
             stats.add("skipped_image_or_box")
             continue
         records.append(ListRecord(image=face.image, box=box, keypoints=face.keypoints - box[:2],
-                                  source=face.source, face_box=face.box))
+                                  source=face.source, face_box=face.box, photo_size=tuple(size)))
     stats.add("faces", len(records))
     return records
+
+
+def photo_size_problem(photo, size, recorded=None, box=None) -> str | None:
+    """Why a list's crop cannot be cut from ``photo``, which is ``size`` (width, height) now; None if it can.
+
+    Not the size ``recorded`` when the list was made, or ``box`` beyond its edges: the photo was
+    replaced since, and the list's boxes no longer frame its faces (a larger copy would be cropped
+    silently in the wrong places, a smaller one fails in PIL naming no photo).
+    """
+    width, height = size
+    if recorded is not None and (width, height) != tuple(recorded):
+        return (f"{photo} is {width}x{height} pixels, not the {recorded[0]}x{recorded[1]} recorded when the list "
+                "was made (lists.json): the photo was replaced since; make the lists again (gen_train_test.py)")
+    if box is not None and (box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height):
+        return (f"the box {[round(float(v), 3) for v in box]} does not fit in {photo}, which is {width}x{height} "
+                "pixels: was the photo replaced after the list was made? Make the lists again (gen_train_test.py)")
+    return None
+
+
+def check_photo_size(record: ListRecord, size, photo=None) -> None:
+    """A LabelError naming the record's list line when its photo, ``size`` (width, height) now,
+    cannot give its crop (``photo_size_problem``)."""
+    problem = photo_size_problem(photo or record.image, size, record.photo_size, record.box)
+    if problem:
+        raise LabelError(record.source or str(photo or record.image), problem)
+
+
+def recorded_sizes(records) -> dict[str, tuple[int, int]]:
+    """{photo: (width, height) when its list was made} for the records that know it."""
+    return {r.image: tuple(r.photo_size) for r in records if r.photo_size is not None}
 
 
 def blank_faces(faces, data_root, box_of=lambda face: face.face_box, unreadable: list | None = None) -> list:

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import Compose
 
 from facial_keypoints.labels import read_list  # parses each line and names the one that is wrong
-from facial_keypoints.lists import resolve_data_root
+from facial_keypoints.lists import check_photo_size, resolve_data_root
 from facial_keypoints.plots import draw_points, grid
 
 STAGE_DIR = Path(__file__).resolve().parent
@@ -70,11 +70,15 @@ class FaceLandmarks(Dataset):
 
     def load_crop(self, record) -> np.ndarray:
         """Steps 1 and 2: the photo in grayscale, the box cut out and resized to SIZE x SIZE."""
+        path = self.data_root / record.image
         try:
-            with Image.open(self.data_root / record.image) as photo:
+            with Image.open(path) as photo:
+                # A photo replaced since the list was made has other pixels under the list's boxes:
+                # refuse it, naming the line (its size is read from the header, before decoding).
+                check_photo_size(record, photo.size, path)
                 gray = photo.convert("L")
         except OSError as error:  # missing, unreadable or truncated: name the list line that wants it
-            raise OSError(f"{record.source}: cannot read {self.data_root / record.image}: {error}") from None
+            raise OSError(f"{record.source}: cannot read {path}: {error}") from None
         # The crop is resize's ``box=`` argument: the region, in the photo's pixels, that PIL cuts out
         # and resizes to SIZE x SIZE in one step.
         crop = gray.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=tuple(float(v) for v in record.box))

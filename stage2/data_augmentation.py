@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from facial_keypoints.labels import LabelError, find_label_files
+from facial_keypoints.labels import LabelError, find_label_files, text_lines
 from facial_keypoints.lists import resolve_data_root
 
 STAGE_DIR = Path(__file__).resolve().parent
@@ -52,10 +52,9 @@ def main(argv=None) -> int:
             folder = out / label_file.parent.relative_to(root)
             folder.mkdir(parents=True, exist_ok=True)
             lines_by_photo = defaultdict(list)
-            with open(label_file, encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
-                        lines_by_photo[line.split()[0]].append(line.split()[1:])
+            for _, line in text_lines(label_file):  # a byte that is not UTF-8 is named with its line
+                if line.strip():
+                    lines_by_photo[line.split()[0]].append(line.split()[1:])
             out_lines = []
             for photo, rows in lines_by_photo.items():
                 path = label_file.parent / photo

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from facial_keypoints.cli import finite_float
 from facial_keypoints.generate import add_list_arguments, generate_lists
 from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.negatives import sample_non_faces
@@ -20,8 +21,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_list_arguments(parser, Path(__file__).resolve().parent)
-    parser.add_argument("--non-faces-per-face", type=float, default=1.0,
-                        help="the non-face : face ratio (per photo, at least one non-face each)")
+    parser.add_argument("--non-faces-per-face", type=finite_float(0), default=1.0,
+                        help="the non-face : face ratio (0 or more; per photo, at least one non-face each)")
     add_non_face_arguments(parser)
     args = parser.parse_args(argv)
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from facial_keypoints.cli import finite_float, non_negative_int, positive_int
 from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.generate import verify_crops
 from facial_keypoints.labels import ParseStats, read_labels, write_list
@@ -18,10 +19,24 @@ from facial_keypoints.negatives import sample_non_faces
 STAGE_DIR = Path(__file__).resolve().parent
 
 
+class SizeSpread(argparse.Action):
+    """LOW HIGH, each a finite factor above 0 (``type`` checks that), LOW not above HIGH."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        low, high = values
+        if low > high:
+            parser.error(f"argument {option_string}: LOW must not exceed HIGH, not {low:g} {high:g}")
+        setattr(namespace, self.dest, (low, high))
+
+
 def add_non_face_arguments(parser) -> None:
-    parser.add_argument("--max-iou", type=float, default=0.3, help="largest IoU a non-face may have with any face")
-    parser.add_argument("--size-spread", type=float, nargs=2, default=(0.5, 1.5), metavar=("LOW", "HIGH"),
-                        help="non-face size as a factor of the photo's face sizes")
+    """The flags the two list scripts share; each is checked at parsing (nan and inf refused), so a
+    value no draw can use stops with one line before anything is read or written."""
+    parser.add_argument("--max-iou", type=finite_float(0, 1, low_open=True), default=0.3,
+                        help="largest IoU a non-face may have with any face, in (0, 1]")
+    parser.add_argument("--size-spread", type=finite_float(0, low_open=True), nargs=2, default=(0.5, 1.5),
+                        metavar=("LOW", "HIGH"), action=SizeSpread,
+                        help="non-face size as a factor of the photo's face sizes, 0 < LOW <= HIGH")
 
 
 def main(argv=None) -> int:
@@ -29,11 +44,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-root", default=None, help="the data root (None: $FKD_DATA_ROOT, else data/)")
     parser.add_argument("--out", type=Path, default=STAGE_DIR / "not_faces.txt", help="the non-face list")
-    parser.add_argument("--per-photo", type=int, default=2, help="non-faces drawn per photo")
-    parser.add_argument("--expand-ratio", type=float, default=0.25,
-                        help="each square grows by this share of its side, as face boxes do")
-    parser.add_argument("--seed", type=int, default=1, help="the draw's seed (per photo)")
-    parser.add_argument("--verify", type=int, default=0, metavar="N", help="draw N crops into OUT_DIR/verify_non_faces/")
+    parser.add_argument("--per-photo", type=positive_int, default=2, help="non-faces drawn per photo (1 or more)")
+    parser.add_argument("--expand-ratio", type=finite_float(0), default=0.25,
+                        help="each square grows by this share of its side, as face boxes do (0 or more)")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="the draw's seed (per photo; 0 or more)")
+    parser.add_argument("--verify", type=non_negative_int, default=0, metavar="N",
+                        help="draw N crops into OUT_DIR/verify_non_faces/")
     add_non_face_arguments(parser)
     return run_reporting_errors(write_non_faces, parser.parse_args(argv))
 
@@ -45,6 +61,8 @@ def write_non_faces(args) -> None:
     records = sample_non_faces([(f.image, f.box) for f in faces], root, per_photo=args.per_photo,
                                ratio=args.expand_ratio, max_iou=args.max_iou, seed=args.seed,
                                size_spread=tuple(args.size_spread), stats=stats)
+    if not records:  # never replace a list with an empty one
+        raise ValueError(f"no non-face crop found ({stats.summary()}); {args.out} was not written")
     write_list(args.out, records)
     print(f"wrote {len(records)} non-face crops to {args.out} ({stats.summary()})")
     if args.verify:

@@ -38,9 +38,10 @@ def write_labels(path, lines, newline="\r\n"):
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n"])
 def test_read_label_file_crlf_and_lf(tmp_path, newline):
-    write_labels(tmp_path / "I" / "label.txt", [label_line("a.jpg", BOX, POINTS)] * 2, newline)
+    write_labels(tmp_path / "I" / "label.txt", [label_line("a.jpg", BOX, POINTS), label_line("b.jpg", BOX, POINTS)],
+                 newline)
     faces = read_label_file(tmp_path / "I" / "label.txt", tmp_path)
-    assert [f.image for f in faces] == ["I/a.jpg", "I/a.jpg"]
+    assert [f.image for f in faces] == ["I/a.jpg", "I/b.jpg"]
     assert faces[1].source.endswith("label.txt:2")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..cache import load_crops
+from ..lists import recorded_sizes
 
 
 class CropPackError(ValueError):
@@ -34,7 +35,7 @@ def records_digest(records) -> str:
 def write_pack(path, records, data_root, size: int, cache_dir=None, progress: bool = True,
                jpeg_quality: int | None = None) -> Path:
     crops = load_crops([(r.image, r.box) for r in records], data_root, size, cache_dir,
-                       sources=[r.source for r in records], progress=progress)
+                       sources=[r.source for r in records], progress=progress, photo_sizes=recorded_sizes(records))
     if jpeg_quality is None:
         arrays = {"crops": crops}
     else:  # one byte string of all the JPEGs and where each ends (no pickled objects in the file)
