@@ -18,6 +18,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
+from .face_detection import MIN_FACE
 from .geometry import expand_box
 from .keypoints import POINT_NAMES
 from .images import as_rgb, open_photo
@@ -36,8 +37,12 @@ def to_rgb_image(image: ImageLike, bgr: bool = False) -> Image.Image:
     if isinstance(image, (str, PathLike)):
         return open_photo(image)
     if isinstance(image, Image.Image):
+        if not image.width or not image.height:
+            raise ValueError(f"an image must have pixels, not the size {image.width}x{image.height}")
         return as_rgb(image)
     if isinstance(image, np.ndarray):
+        if image.ndim >= 2 and not (image.shape[0] and image.shape[1]):
+            raise ValueError(f"an image must have pixels, not the shape {image.shape}")
         if image.dtype != np.uint8:
             raise ValueError(f"a numpy image must be uint8, not {image.dtype}")
         if image.ndim == 2:
@@ -80,6 +85,10 @@ class FaceLandmarker:
         from .runtime import load
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
+        if face_threshold is not None and not 0.0 <= face_threshold <= 1.0:  # nan fails this too
+            raise ValueError(f"face_threshold must be a probability in [0, 1], not {face_threshold}")
+        if not isinstance(min_face, int) or min_face < MIN_FACE:
+            raise ValueError(f"min_face must be a whole number of pixels, at least {MIN_FACE}, not {min_face}")
         if threads:
             import torch
             torch.set_num_threads(threads)  # the detector is a torch model whichever backend runs the network
@@ -100,7 +109,13 @@ class FaceLandmarker:
         """The faces in ``image`` (a list of ``Face``: ``box``, ``score``, ``keypoints`` (21, 2) float32),
         or for a list of images, one such list per image."""
         if isinstance(image, (list, tuple)):
-            return [self.process(one, bgr).accepted for one in image]
+            images = []
+            for number, one in enumerate(image):  # every image read first: none is worked on, then lost
+                try:
+                    images.append(to_rgb_image(one, bgr))
+                except (OSError, ValueError, TypeError) as error:
+                    raise ValueError(f"image {number} of the {len(image)} given: {error}") from None
+            return [self._predictor.predict_photo(one).accepted for one in images]
         return self.process(image, bgr).accepted
 
     def track(self, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 20.0):

@@ -33,12 +33,14 @@ def atomic_output(path, suffix: str = ".tmp"):
 
 def output_folder(path, flag: str = "--out") -> Path:
     """``path`` as a folder that outputs can go to, made now, before any work; a ValueError naming
-    ``flag`` and the path if it is a file or cannot be made."""
+    ``flag`` and the path if it is a file, cannot be made, or cannot be written to (a read-only disk)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # the one sure test: permissions say nothing to root
+            pass
     except OSError as error:
-        raise ValueError(f"{flag} {path}: cannot create the folder ({error.strerror})") from None
+        raise ValueError(f"{flag} {path}: cannot write there ({error.strerror or error})") from None
     return path

@@ -8,10 +8,15 @@ same file skips the photos already in it, so a killed run resumes, losing and re
 
 Each line reaches the file in one ``write`` call on a file opened for appending, so a line is
 whole or absent; only a machine that dies mid-write can leave a torn last line, and the next run
-cuts it off (and says so) before appending.
+cuts it off (and says so) before appending. A run holds a lock on its results file, so a second
+run on the same file is refused rather than writing every photo twice. Photos are known by their
+absolute path (written as the record's ``image``), so ``photos``, ``./photos`` and ``$PWD/photos``
+resume each other.
 
 The workers are plain ``multiprocessing`` processes rather than a Pool or a DataLoader: those do not
-say which task a killed worker was on, and a crash must name its photo.
+say which task a killed worker was on, and a crash must name its photo. A worker is replaced by a
+fresh one after ``recycle_after`` photos, so that memory a library leaks (the YuNet wheel keeps about
+35 KB per call) stays bounded (``benchmarks/worker_memory.py``).
 """
 from __future__ import annotations
 
@@ -23,6 +28,14 @@ import signal
 import sys
 from pathlib import Path
 
+try:
+    import fcntl  # the results file's lock; Windows has none, and there two runs must not share a file
+except ImportError:
+    fcntl = None
+
+WORKER_MEMORY = 700 * 2**20  # what one worker's model, detector and photos take, in bytes (about)
+RECYCLE_AFTER = 5000         # photos a worker processes before a fresh process takes its place
+
 
 class JsonlError(ValueError):
     """A results file this module did not write (a line that is not a JSON record); names file and line."""
@@ -31,12 +44,17 @@ class JsonlError(ValueError):
 RECORD_START = b'{"image": '  # how every record predict writes begins (PhotoResult.as_json's first key)
 
 
+def photo_key(path) -> str:
+    """A photo's absolute path with links resolved: the same however the path is spelled."""
+    return os.path.realpath(path)
+
+
 def done_photos(path: Path) -> set[str]:
     """The ``image`` of every record already in ``path`` (none if it does not exist), read line by line.
 
     Blank lines are skipped.  A torn last line (no newline at the end) that begins as a record does is
     cut off, with a warning, so the file ends whole; anything else in the file is not predict's, and
-    the file is refused untouched.
+    the file is refused untouched.  Call it while holding the file's lock (``JsonlWriter``).
     """
     path = Path(path)
     if not path.is_file():
@@ -55,7 +73,7 @@ def done_photos(path: Path) -> set[str]:
             except (ValueError, KeyError, TypeError):
                 raise JsonlError(f"{path}:{number}: not a predict record (a JSON object with an \"image\"); "
                                  "give --jsonl a new file or one an earlier run wrote") from None
-    if last:
+    if last.strip():
         torn = last.startswith(RECORD_START) or RECORD_START.startswith(last)
         if not torn or _parses(last):  # one write puts a whole record and its newline: a full one is not ours
             raise JsonlError(f"{path}:{number}: not a predict record, and no newline ends it; give --jsonl a new "
@@ -76,27 +94,91 @@ def _parses(line: bytes) -> bool:
 
 
 class JsonlWriter:
-    """Appends records to a file, each in one write call, so no line is ever half there."""
+    """Appends records to a results file, each in one write call, so no line is ever half there.
+
+    Opening it checks that the file can be written and takes its lock (a ValueError naming the file if
+    either fails), before any photo is worked on.
+    """
 
     def __init__(self, path: Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a folder; give the results file's path")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.created = not self.path.exists()
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise ValueError(f"{self.path}: cannot write the results file ({error.strerror or error})") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when we end
+            except BlockingIOError:
+                os.close(self.fd)
+                raise ValueError(f"{self.path}: another run is writing to this file; let it finish, or give "
+                                 "another file") from None
 
     def write(self, record: dict) -> None:
-        data = (json.dumps(record) + "\n").encode()
+        data = (json.dumps(record, allow_nan=False) + "\n").encode()
         if os.write(self.fd, data) != len(data):  # only a full disk writes less; say so rather than tear on
             raise OSError(28, "the disk is full", str(self.path))
 
     def close(self) -> None:
+        empty = self.created and os.fstat(self.fd).st_size == 0
+        if empty:  # nothing was written to the file this run made: leave no empty file behind
+            self.path.unlink(missing_ok=True)
         os.close(self.fd)
+
+
+def folder_lock(folder: Path) -> int:
+    """Make ``folder`` (an output folder) and take its lock: the descriptor to close when done; a
+    ValueError naming the folder if it is a file, cannot be made, or another run holds it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file; give a folder for the Parquet files")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise ValueError(f"{folder}: cannot write there ({error.strerror or error})") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"{folder}: another run is writing into this folder; let it finish, or give "
+                             "another one") from None
+    return fd
+
+
+def check_memory(workers: int, each: int = WORKER_MEMORY) -> None:
+    """Refuse more worker processes than this machine's free memory holds (``each`` bytes apiece)."""
+    available = _available_memory()
+    if available is not None and workers * each > available:
+        raise ValueError(f"--workers {workers} needs about {workers * each / 2**30:.1f} GiB ({each / 2**20:.0f} MiB "
+                         f"each), and this machine has {available / 2**30:.1f} GiB free: give at most "
+                         f"{max(1, available // each)}")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def photo_record(landmarker, path) -> dict:
     """The record ``predict`` writes for one photo (raises ImageError for a photo that cannot be read)."""
     from .images import open_photo
     result = landmarker.process(open_photo(path))
-    return result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
+    return result.as_json(os.path.abspath(path), str(landmarker.checkpoint), landmarker.detector_name)
 
 
 def _one_photo(landmarker, path) -> tuple[str, dict | str]:
@@ -120,9 +202,10 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _worker(number: int, settings: dict, tasks, results, current, parent: int) -> None:
-    """A worker process: one model, then photos from ``tasks`` until None; ``current[number]`` holds the
-    photo being worked on, in shared memory, so it survives the worker's death."""
+def _worker(number: int, settings: dict, tasks, results, current, parent: int, recycle_after: int) -> None:
+    """A worker process: one model, then photos from ``tasks`` until None, or until it has done
+    ``recycle_after`` of them (it then says "retired" and a fresh process takes its place);
+    ``current[number]`` holds the photo being worked on, in shared memory, so it survives the worker's death."""
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
@@ -131,14 +214,16 @@ def _worker(number: int, settings: dict, tasks, results, current, parent: int) -
     except Exception as error:  # noqa: BLE001 - reported by the main process as one line
         results.put(("init", number, f"{error}"))
         return
-    while True:
-        if os.getppid() != parent:  # the main process was killed: nobody reads results any more, so
-            results.cancel_join_thread()  # do not wait at exit for them to be read
-            return
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
-            continue
+    for _ in range(recycle_after):
+        while True:
+            if os.getppid() != parent:  # the main process was killed: nobody reads results any more, so
+                results.cancel_join_thread()  # do not wait at exit for them to be read
+                return
+            try:
+                task = tasks.get(timeout=1.0)
+                break
+            except queue.Empty:
+                continue
         if task is None:
             return
         index, path = task
@@ -146,6 +231,7 @@ def _worker(number: int, settings: dict, tasks, results, current, parent: int) -
         kind, payload = _one_photo(landmarker, path)
         results.put((kind, index, payload))
         current[number] = -1
+    results.put(("retired", number, None))
 
 
 class WorkerDied(RuntimeError):
@@ -160,17 +246,18 @@ def _death(process, photo) -> str:
 
 
 def annotate(photos: list, writer: JsonlWriter, settings: dict, workers: int = 0, progress: bool = True,
-             counts: dict | None = None) -> dict:
+             counts: dict | None = None, recycle_after: int = RECYCLE_AFTER) -> dict:
     """Run every photo of ``photos`` (paths) and append its record to ``writer``; returns counts.
 
     ``workers`` 0: in this process; N: N worker processes, each with ``settings`` (FaceLandmarker's
     arguments) and a model of its own. A photo that cannot be read is reported and skipped (it is not
     written, so a later run tries it again); a worker that dies raises WorkerDied naming its photo.
     ``counts`` ({"written", "failed"}) is filled as photos finish, so it is right after an exception too.
+    A worker is replaced by a fresh process after ``recycle_after`` photos (``counts["recycled"]``).
     """
     from tqdm import tqdm
     counts = counts if counts is not None else {}
-    counts.update(written=0, failed=0)
+    counts.update(written=0, failed=0, recycled=0)
     bar = tqdm(total=len(photos), unit="photo", disable=not progress)
 
     def handle(kind, payload):
@@ -189,22 +276,25 @@ def annotate(photos: list, writer: JsonlWriter, settings: dict, workers: int = 0
             for path in photos:
                 handle(*_one_photo(landmarker, path))
         else:
-            _run_workers(photos, settings, workers, handle)
+            _run_workers(photos, settings, workers, handle, recycle_after, counts)
     finally:
         bar.close()
     return counts
 
 
-def _run_workers(photos: list, settings: dict, workers: int, handle) -> None:
+def _run_workers(photos: list, settings: dict, workers: int, handle, recycle_after: int, counts: dict) -> None:
     # spawn, not fork: the parent may hold OpenMP and ONNX Runtime thread pools, which a fork copies broken
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(maxsize=3 * workers), context.Queue()
     current = context.Array("q", [-1] * workers, lock=False)
-    processes = [context.Process(target=_worker, args=(n, settings, tasks, results, current, os.getpid()),
-                                 daemon=True)
-                 for n in range(workers)]
-    for process in processes:
+
+    def started(number: int):
+        process = context.Process(target=_worker, daemon=True,
+                                  args=(number, settings, tasks, results, current, os.getpid(), recycle_after))
         process.start()
+        return process
+
+    processes = [started(n) for n in range(workers)]
     pending, in_flight, fed_all = iter(enumerate(photos)), 0, False
     try:
         while True:
@@ -229,6 +319,11 @@ def _run_workers(photos: list, settings: dict, workers: int, handle) -> None:
                 continue
             if kind == "init":
                 raise WorkerDied(f"a worker process could not load the model: {payload}")
+            if kind == "retired":  # it did its share of photos: a fresh process, with fresh memory, goes on
+                processes[index].join()
+                processes[index] = started(index)
+                counts["recycled"] += 1
+                continue
             in_flight -= 1
             handle(kind, payload)
     finally:

@@ -14,9 +14,11 @@ import os
 import sys
 from pathlib import Path
 
+from .face_detection import MIN_FACE
 from .atomic import output_folder
-from .errors import run_reporting_errors
-from .runtime import BACKENDS, derived_path, is_shipped
+from .bulk import RECYCLE_AFTER
+from .errors import Terminated, run_reporting_errors
+from .runtime import BACKENDS, OPSETS, derived_path, is_shipped
 from .weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
 
 BACKEND_HELP = ("auto: the checkpoint's int8 ONNX model where one was made from it (the shipped model has one), "
@@ -45,6 +47,8 @@ def evaluate(args) -> int:
     from .plots import plot_ced
     from .runtime import load
     out = output_folder(args.out or evaluation_dir(args.checkpoint))
+    if args.cache_dir is not None:
+        output_folder(args.cache_dir, "--cache-dir")
     model, payload, backend = load(args.checkpoint, args.backend)
     print(f"network: {args.checkpoint} ({backend})")
     device = select_device(args.no_cuda or backend != "torch")
@@ -89,6 +93,8 @@ def pack(args) -> int:
     from .labels import read_list
     from .lists import resolve_data_root
     from .training.crop_pack import write_pack
+    if args.cache_dir is not None:
+        output_folder(args.cache_dir, "--cache-dir")
     records = read_list(args.list)
     path = write_pack(args.out, records, resolve_data_root(args.data_root), args.input_size, args.cache_dir,
                       progress=not args.no_progress, jpeg_quality=args.quality)
@@ -157,31 +163,38 @@ def landmarker_settings(args, threads: int | None) -> dict:
 
 def predict_jsonl(photos: list, args) -> int:
     """Photos to one JSON-lines file, resumable, on ``--workers`` processes (``bulk``)."""
-    from .bulk import JsonlWriter, WorkerDied, annotate, done_photos
+    from .bulk import JsonlWriter, WorkerDied, annotate, check_memory, done_photos, photo_key
     from .video import is_video
     videos = [p for p in photos if is_video(p)]
     if videos:
         raise ValueError(f"--jsonl is for photos; {videos[0]} is a video (predict it without --jsonl)")
-    done = done_photos(writable_output(args.jsonl))
-    todo = [p for p in photos if str(p) not in done]
-    if not todo:
-        print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
-        return 0
-    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
-    settings = landmarker_settings(args, threads)
-    print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
-          f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
-    writer, counts = JsonlWriter(args.jsonl), {}
+    check_memory(args.workers)
+    writer, counts = JsonlWriter(writable_output(args.jsonl)), {}  # the file's lock: one run per file
     try:
-        annotate(todo, writer, settings, workers=args.workers, progress=not args.no_progress, counts=counts)
+        done = {photo_key(image) for image in done_photos(args.jsonl)}
+        todo = [p for p in photos if photo_key(p) not in done]
+        if not todo:
+            print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
+            return 0
+        threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
+        print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
+              f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
+        annotate(todo, writer, landmarker_settings(args, threads), workers=args.workers,
+                 progress=not args.no_progress, counts=counts, recycle_after=args.recycle_after)
     except WorkerDied as error:
         print(f"error: {error}; stopped with {counts['written']} photo(s) written to {args.jsonl}; the same "
               "command goes on from there", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"interrupted: {counts.get('written', 0)} photo(s) written to {args.jsonl}, each line whole; the "
-              "same command goes on from there", file=sys.stderr)
-        return 130
+    except OSError as error:  # a full disk: no later photo would fare better
+        print(f"error: cannot write {args.jsonl}: {error.strerror or error}; stopped with "
+              f"{counts.get('written', 0)} photo(s) written, each line whole; the same command goes on from there",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: {counts.get('written', 0)} "
+              f"photo(s) written to {args.jsonl}, each line whole; the same command goes on from there",
+              file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
     finally:
         writer.close()
     print(f"{counts['written']} photo(s) written to {args.jsonl}"
@@ -206,7 +219,7 @@ def predict_ray(photos: list, args) -> int:
     output = args.jsonl if args.jsonl is not None else args.parquet
     counts = predict_with_ray(photos, settings, jsonl=args.jsonl and writable_output(args.jsonl),
                               parquet=args.parquet, workers=workers, address=args.ray_address,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, recycle_after=args.recycle_after)
     print(f"{counts['written']} photo(s) written to {output} by {workers} Ray actor(s)"
           + (f", {counts['skipped']} already there" if counts["skipped"] else "")
           + (f"; {counts['failed']} could not be processed" if counts["failed"] else ""))
@@ -220,14 +233,17 @@ def predict_video(landmarker, source, args, stem: str) -> int:
                                min_cutoff=args.min_cutoff, beta=args.beta)
     try:
         counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress, csv=args.csv)
-    except KeyboardInterrupt:
-        print(f"interrupted: the frames done so far are in {args.out / stem}.jsonl and .mp4"
-              f"{' and .csv' if args.csv else ''}", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as interrupt:
+        print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: the frames done so far are "
+              f"in {args.out / stem}.jsonl and .mp4{' and .csv' if args.csv else ''}", file=sys.stderr)
+        raise SystemExit(143 if isinstance(interrupt, Terminated) else 130) from None
     except Exception as error:  # noqa: BLE001 - one video's failure must not stop the rest
         from .images import naming
         print(f"error: {naming(source, error)} (skipped)", file=sys.stderr)
         return 1
+    if counts["letterboxed"]:
+        print(f"note: {source}: {counts['letterboxed']} frame(s) of another size than the first were letterboxed "
+              f"into its size in {counts['video']} (their points in the JSON lines are in their own pixels)")
     print(f"{source}: {counts['frames']} frames, {counts['faces']} faces, the detector on {counts['detections']}, "
           f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}"
           + (f", {counts['csv']}" if args.csv else ""))
@@ -243,19 +259,22 @@ def quantize(args) -> int:
     from .engine import model_outputs
     from .export import export_onnx, stamp_source
     from .labels import read_list
-    from .lists import resolve_data_root
+    from .lists import recorded_sizes, resolve_data_root
     from .quantize import quantize_onnx
     from .runtime import OnnxModel
     from .transforms import crops_to_batch
     out = not_an_input(writable_output(args.out or derived_path(args.checkpoint, "onnx-int8")), args.checkpoint,
                        args.list)
+    if args.cache_dir is not None:
+        output_folder(args.cache_dir, "--cache-dir")
     model, payload = load_model(args.checkpoint)
     config = payload["config"]
     records = read_list(args.list)
     step = max(1, len(records) // args.samples)
     records = records[::step][: args.samples]
     crops = load_crops([(r.image, r.box) for r in records], resolve_data_root(args.data_root), config["input_size"],
-                       args.cache_dir, sources=[r.source for r in records], progress=not args.no_progress)
+                       args.cache_dir, sources=[r.source for r in records], progress=not args.no_progress,
+                       photo_sizes=recorded_sizes(records))
     out.parent.mkdir(parents=True, exist_ok=True)
     float_path = export_onnx(model, out.with_name(out.name.replace(".int8", "") + ".float.tmp.onnx"),
                              config["input_size"])
@@ -292,7 +311,11 @@ def export(args) -> int:
     # Written and checked beside OUT, then renamed over it: a failed check leaves a previous OUT as it was.
     staged = out.with_name(f".{out.stem}.{os.getpid()}.checking.onnx")
     try:
-        export_onnx(model, staged, size, args.opset)
+        try:
+            export_onnx(model, staged, size, args.opset)
+        except Exception as error:  # noqa: BLE001 - torch's exporter refuses an op at this opset
+            raise ValueError(f"cannot export {args.checkpoint} at opset {args.opset}: {str(error).splitlines()[0]}") \
+                from None
         stamp_source(staged, args.checkpoint)
         if not args.no_check:
             images = torch.randn(8, 1, size, size, generator=torch.Generator().manual_seed(0))
@@ -330,6 +353,16 @@ def finite_float(low: float, high: float = float("inf"), low_open: bool = False)
         if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
             bounds = f"{'(' if low_open else '['}{low:g}, " + (f"{high:g}]" if math.isfinite(high) else "∞)")
             raise argparse.ArgumentTypeError(f"must be a finite number in {bounds}, not {text}")
+        return value
+    return parse
+
+
+def int_between(low: int, high: int):
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {value}")
         return value
     return parse
 
@@ -375,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=non_negative_int, default=0,
                     help="with --jsonl: worker processes, each with its own model (0: in this process); with "
                          "--ray: actors (0: one per CPU)")
+    pr.add_argument("--recycle-after", type=positive_int, default=RECYCLE_AFTER, metavar="N",
+                    help="with --workers or --ray: a worker is replaced by a fresh process after N photos, so "
+                         "memory a library leaks stays bounded")
     pr.add_argument("--ray", action="store_true",
                     help="photos: run on Ray Data (pip install '.[ray]'), writing --jsonl FILE or --parquet FOLDER")
     pr.add_argument("--ray-address", default=None,
@@ -387,10 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--detector", choices=("auto", "yunet", "mtcnn", "haar"), default="auto",
                     help="where candidate faces come from (each ships its weights in its package); auto: yunet "
                          "where pip install '.[yunet]' installed it, else mtcnn")
-    pr.add_argument("--min-face", type=positive_int, default=40, help="smallest face the detector looks for, pixels")
+    pr.add_argument("--min-face", type=int_between(MIN_FACE, 4096), default=40,
+                    help="smallest face the detector looks for, pixels")
     pr.add_argument("--face-threshold", type=finite_float(0.0, 1.0), default=None,
                     help="face probability a candidate needs (None: the checkpoint's, else 0.5)")
-    pr.add_argument("--detect-max-side", type=positive_int, default=None,
+    pr.add_argument("--detect-max-side", type=int_between(64, 4096), default=None,
                     help="larger photos are shrunk to this for the detector (crops use full resolution); "
                          "default: the detector's own, 416 for yunet, 1280 for mtcnn and haar")
     pr.add_argument("--no-refine", action="store_true",
@@ -425,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     ex.add_argument("--out", type=Path, default=None,
                     help="the .onnx file (None: CHECKPOINT.onnx beside it; the user cache for the shipped model)")
-    ex.add_argument("--opset", type=positive_int, default=17, help="ONNX opset")
+    ex.add_argument("--opset", type=int_between(*OPSETS), default=17, help="ONNX opset")
     ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
     ex.set_defaults(func=export)
 

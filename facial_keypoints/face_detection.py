@@ -24,6 +24,10 @@ from PIL import Image
 MTCNN_TO_LABEL = (0.010, 0.091, 1.008, 0.782)
 YUNET_TO_LABEL = (0.009, 0.106, 0.991, 0.776)  # fitted by benchmarks/detectors.py on training photos
 
+# The smallest face a detector may be asked for: MTCNN's first network sees 12-pixel windows, so a
+# smaller face means enlarging the photo itself, 12 times over at 1 px, and its memory with it.
+MIN_FACE = 12
+
 
 def adjust_boxes(boxes: np.ndarray, shift_x: float, shift_y: float, scale_w: float, scale_h: float) -> np.ndarray:
     """Move and resize (N, 4) boxes about their centres, in units of their own size."""

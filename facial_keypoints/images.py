@@ -113,13 +113,19 @@ def _halved_region(gray: np.ndarray, box, halvings: int):
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels of any PIL image: alpha laid on white, 16-bit grayscale to its top 8 bits."""
+    """RGB pixels of any PIL image: alpha laid on white, 16-bit grayscale to its top 8 bits.
+
+    Mode ``I`` (32-bit integers) holds either 16-bit pixels (older Pillow opens 16-bit PNGs so) or
+    8-bit ones (``Image.fromarray`` of an int32 array): values above 255 mean the first.
+    """
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+        pixels = np.asarray(image).astype(np.int64)
+        sixteen_bit = image.mode != "I" or pixels.max(initial=0) > 255
+        image = Image.fromarray(((pixels >> 8) if sixteen_bit else pixels).clip(0, 255).astype(np.uint8))
     return image.convert("RGB")
 
 
@@ -130,13 +136,20 @@ def regular_file(path):
     return path
 
 
-def open_photo(path) -> Image.Image:
-    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, then ``as_rgb``."""
+def open_photo(path, name: str | None = None) -> Image.Image:
+    """RGB pixels as the photo is meant to be seen: EXIF rotation applied, then ``as_rgb``.
+
+    ``path`` is a path or a file object; ``name`` is what error messages call it (default: ``path``).
+    """
     regular_file(path)
+    name = str(path) if name is None else name
     try:
         with Image.open(path) as image:
+            if not image.width or not image.height:
+                raise ValueError(f"it has no pixels ({image.width}x{image.height})")
             return as_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
-        raise ImageError(f"image not found: {path}") from None
+        raise ImageError(f"image not found: {name}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(f"cannot read image {path}: {error}") from None
+        message = str(error).replace(repr(path), name) if not isinstance(path, (str, os.PathLike)) else str(error)
+        raise ImageError(f"cannot read image {name}: {message}") from None

@@ -6,6 +6,7 @@ result as plain data, with the time each step took (decode is the caller's).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from .images import open_photo
 from .inference import KeypointRunner
 from .keypoints import POINT_NAMES
 from .plots import draw_points
-from .video import VIDEO_SUFFIXES
+from .video import VIDEO_SUFFIXES, csv_header, is_video
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
@@ -43,23 +44,56 @@ def find_photos(paths, skip=None) -> list[Path]:
     return found
 
 
-OUTPUT_SUFFIXES = (".json", ".jpg", ".jsonl", ".mp4", ".csv")  # what predict writes for a photo or a video
+PHOTO_OUTPUTS = (".json", ".jpg")            # what predict writes for a photo
+VIDEO_OUTPUTS = (".jsonl", ".mp4", ".csv")    # and for a video or a camera
 
 
 def output_stems(photos, out_dir) -> list[str]:
     """The output name of each photo or video (``STEM.json`` and ``STEM.jpg``, or ``STEM.jsonl``,
-    ``STEM.mp4`` and ``STEM.csv``, in ``out_dir``): its own stem, with ``_`` added while it is taken,
-    so two inputs of one name keep both outputs and no output is ever one of the inputs."""
+    ``STEM.mp4`` and ``STEM.csv``, in ``out_dir``): its own stem, with ``_`` added while it is taken.
+
+    A stem is taken by an earlier input of this run, or where one of its outputs would replace one of
+    the inputs or any file that an earlier predict did not write (``written_by_predict``): two inputs of
+    one name keep both outputs, and a user's own photo, video or JSON is never written over.
+    """
     inputs = {Path(p).resolve() for p in photos if not isinstance(p, int)}
     out_dir = Path(out_dir).resolve()
     taken, stems = set(), []
     for photo in photos:
         stem = f"camera{photo}" if isinstance(photo, int) else Path(photo).stem  # an int is a live camera
-        while stem in taken or any(out_dir / f"{stem}{suffix}" in inputs for suffix in OUTPUT_SUFFIXES):
+        suffixes = VIDEO_OUTPUTS if is_video(photo) else PHOTO_OUTPUTS
+        while stem in taken or any(_not_ours(out_dir / f"{stem}{suffix}", inputs) for suffix in suffixes):
             stem += "_"
         taken.add(stem)
         stems.append(stem)
     return stems
+
+
+def _not_ours(path: Path, inputs: set) -> bool:
+    return path in inputs or (os.path.lexists(path) and not written_by_predict(path))
+
+
+def written_by_predict(path: Path) -> bool:
+    """Whether ``path`` is an output of an earlier predict, which a rerun may replace: a photo record
+    (``STEM.json``), frame lines (``STEM.jsonl``) or a table with predict's header (``STEM.csv``), or a
+    drawing (``STEM.jpg``, ``STEM.mp4``) beside the record of the same stem."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix == ".jpg":
+        return written_by_predict(path.with_suffix(".json"))
+    if path.suffix == ".mp4":
+        return written_by_predict(path.with_suffix(".jsonl"))
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 26) if path.suffix == ".json" else handle.readline(1 << 20)
+        if path.suffix == ".csv":
+            return head.decode().rstrip("\r\n") == ",".join(csv_header())
+        record = json.loads(head)
+    except (OSError, ValueError):
+        return False
+    keys = ("image", "faces") if path.suffix == ".json" else ("frame", "faces")
+    return isinstance(record, dict) and all(key in record for key in keys)
 
 
 @dataclass
@@ -212,7 +246,7 @@ def write_outputs(out_dir: Path, stem: str, image: Image.Image, result: PhotoRes
     """``STEM.json`` and the drawing ``STEM.jpg`` in ``out_dir``, each written whole or not at all."""
     json_path, image_path = out_dir / f"{stem}.json", out_dir / f"{stem}.jpg"
     with atomic_output(json_path) as partial:
-        partial.write_text(json.dumps(record, indent=1) + "\n")
+        partial.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     with atomic_output(image_path) as partial:
         draw_result(image, result).save(partial, format="JPEG", quality=90)
     return json_path, image_path

@@ -21,6 +21,7 @@ BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 SUFFIXES = {"onnx": ".onnx", "onnx-int8": ".int8.onnx"}
 MAKERS = {"onnx": "export", "onnx-int8": "quantize"}
 SOURCE_KEY = "checkpoint_sha256"  # ONNX metadata: which checkpoint the file was made from
+OPSETS = (11, 23)  # the ONNX opsets export offers: torch's exporter stops at 23, and 11 has every op our nets use
 
 
 def file_sha256(path) -> str:
@@ -45,8 +46,16 @@ def derived_path(checkpoint, backend: str) -> Path:
 
 def made_from(onnx_path, checkpoint) -> bool:
     """Whether the ONNX file records ``checkpoint``'s SHA-256 (``export.stamp_source`` wrote it)."""
+    import sys
+
     import onnx
-    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends: not a model of ours
+        print(f"warning: {onnx_path} is not a readable ONNX model ({type(error).__name__}); not used",
+              file=sys.stderr)
+        return False
+    props = {p.key: p.value for p in model.metadata_props}
     return props.get(SOURCE_KEY) == file_sha256(checkpoint)
 
 

@@ -33,8 +33,9 @@ class OneEuroFilter:
     """
 
     def __init__(self, min_cutoff: float = 0.5, beta: float = 20.0, d_cutoff: float = 1.0):
-        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
-            raise ValueError("min_cutoff and d_cutoff must be above 0, beta at least 0")
+        if not all(map(math.isfinite, (min_cutoff, beta, d_cutoff))) or min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError(f"min_cutoff ({min_cutoff}) and d_cutoff ({d_cutoff}) must be finite and above 0, "
+                             f"beta ({beta}) finite and at least 0")
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.reset()
 

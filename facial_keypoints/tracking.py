@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,8 @@ def gray_of(frame, bgr: bool = False) -> np.ndarray:
     """The grayscale pixels the crops are cut from. A colour array goes straight through OpenCV (a
     fifth of a frame's time when tracking, against a round trip through PIL; the two differ by one
     grey level on 0.1 % of pixels); anything else as ``FaceLandmarker.detect`` reads it."""
-    if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3:
+    if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 \
+            and frame.size:
         import cv2
         return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
     from .api import to_rgb_image
@@ -80,6 +82,8 @@ class FaceTracker:
         ``time_s``: the frame's time, for the smoothing (default: 30 frames per second)."""
         from .api import to_rgb_image
         time_s = self.frames / 30.0 if time_s is None else float(time_s)
+        if not math.isfinite(time_s):  # one nan would make every later smoothed point of a track nan
+            raise ValueError(f"time_s must be a finite number of seconds, not {time_s}")
         self.frames += 1
         predictor = self.landmarker._predictor
         following = self.tracks and self._since_detection < self.detect_every
@@ -90,6 +94,11 @@ class FaceTracker:
             self.tracks = followed
             self._since_detection += 1
         return [self._output(track, time_s) for track in self.tracks]
+
+    def reset(self) -> None:
+        """Forget every track: the next frame runs the detector, and its faces get new ids (a new scene,
+        or frames of another size)."""
+        self.tracks = []
 
     def _follow(self, predictor, gray: np.ndarray) -> list[_Track] | None:
         """Every track moved to this frame through its keypoints' box, or None where one was lost."""

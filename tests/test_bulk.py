@@ -143,10 +143,14 @@ def test_ray_writes_what_predict_writes_and_resumes(photos, tmp_path):
     try:
         jsonl = tmp_path / "ray.jsonl"
         assert predict_with_ray(images[:5], settings, jsonl=jsonl, workers=2, progress=False)["written"] == 5
-        counts = predict_with_ray(images, settings, jsonl=jsonl, workers=2, progress=False)
+        # actors end after 2 photos, at their next batch: Ray restarts them and retries that batch
+        counts = predict_with_ray(images, settings, jsonl=jsonl, workers=2, progress=False, batch_size=2,
+                                  recycle_after=2)
         assert counts == {"written": 7, "failed": 0, "skipped": 5}
         assert records(jsonl) == records(one)  # photo for photo, nothing twice
-        predict_with_ray(images, settings, parquet=tmp_path / "parquet", workers=2, progress=False)
+        predict_with_ray(images[:4], settings, parquet=tmp_path / "parquet", workers=2, progress=False)
+        counts = predict_with_ray(images, settings, parquet=tmp_path / "parquet", workers=2, progress=False)
+        assert counts == {"written": 8, "failed": 0, "skipped": 4}  # a rerun adds only the photos not there
     finally:
         ray.shutdown()
     table = parquet.read_table(tmp_path / "parquet").to_pylist()

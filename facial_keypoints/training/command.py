@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint import CheckpointError, load_model
 from ..engine import select_device
-from ..errors import USER_ERRORS
+from ..errors import USER_ERRORS, Terminated, terminate_as_interrupt
 from ..lists import resolve_data_root
 from ..models import MODELS, count_parameters, create_model, freeze, init_output
 from .augment import add_augmentation_arguments, train_transform
@@ -283,6 +283,7 @@ def train(args, dist: Distributed, device) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    terminate_as_interrupt()  # SIGTERM unwinds as Ctrl-C does: the lock released, no temporary file left
     try:
         check_numbers(args)
         if args.threads:
@@ -298,6 +299,10 @@ def main(argv=None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: the checkpoints saved so "
+              f"far are in {args.save_directory}; --resume goes on from the last one", file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
 
 
 if __name__ == "__main__":
