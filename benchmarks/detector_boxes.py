@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from facial_keypoints.geometry import iou, match_boxes
-from facial_keypoints.images import open_photo
-from facial_keypoints.labels import read_labels, read_list
-from facial_keypoints.lists import blank_faces, split_by_photo
+from facial_keypoints.data.images import open_photo
+from facial_keypoints.data.labels import read_labels, read_list
+from facial_keypoints.data.lists import blank_faces, split_by_photo
 
 REPO = Path(__file__).resolve().parents[1]
 

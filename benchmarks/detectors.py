@@ -3,7 +3,7 @@
     python benchmarks/detectors.py --data-root ../shared/data                    # validation photos
     python benchmarks/detectors.py --data-root ../shared/data --photos test      # the test photos, once
 
-For each detector of ``facial_keypoints.face_detection`` (its raw boxes, before any mapping):
+For each detector of ``facial_keypoints.runtime.face_detectors`` (its raw boxes, before any mapping):
 
 1. the mapping from its boxes to the labels' convention (centre shift and size ratios, medians
    over the labelled faces of up to 500 training photos whose best raw box overlaps at IoU >= 0.3),
@@ -28,9 +28,9 @@ from common import machine, write_table  # noqa: E402  (benchmarks/common.py, be
 from detector_boxes import REPO, fit_mapping, found_and_false, labelled_photos, ms_at_sizes  # noqa: E402
 
 from facial_keypoints.api import FaceLandmarker  # noqa: E402
-from facial_keypoints.face_detection import DETECTORS, create_detector, detect_faces  # noqa: E402
-from facial_keypoints.images import open_photo  # noqa: E402
-from facial_keypoints.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.runtime.face_detectors import DETECTORS, create_detector, detect_faces  # noqa: E402
+from facial_keypoints.data.images import open_photo  # noqa: E402
+from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 
 SIZES = ((640, 480), (1920, 1080))
 
@@ -45,7 +45,7 @@ def raw_boxes(name: str, min_face: int):
 def recall_and_false(landmarker, detector, photos, labels_by_photo, root) -> tuple[float, float, float]:
     """(% found by the mapped boxes, % found after the face decision, false faces per photo after it)."""
     found_raw = found = total = false = 0
-    landmarker._predictor.detector = detector
+    landmarker.predictor.detector = detector
     for photo in photos:
         labelled = labels_by_photo[photo]
         image = open_photo(root / photo)

@@ -28,10 +28,10 @@ import torch
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.export import export_onnx  # noqa: E402
-from facial_keypoints.checkpoint import load_model  # noqa: E402
-from facial_keypoints.models import MODELS, count_parameters, create_model  # noqa: E402
-from facial_keypoints.runtime import OnnxModel, find_onnx  # noqa: E402
+from facial_keypoints.runtime.export import export_onnx  # noqa: E402
+from facial_keypoints.models.checkpoint import load_model  # noqa: E402
+from facial_keypoints.models.networks import MODELS, count_parameters, create_model  # noqa: E402
+from facial_keypoints.runtime.loading import OnnxModel, find_onnx  # noqa: E402
 from facial_keypoints.weights import WEIGHTS_DIR  # noqa: E402
 
 

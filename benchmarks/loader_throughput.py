@@ -18,11 +18,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints import engine  # noqa: E402
+from facial_keypoints.evaluation import engine  # noqa: E402
 from facial_keypoints.training.augment import add_augmentation_arguments, train_transform  # noqa: E402
-from facial_keypoints.dataset import FaceCrops  # noqa: E402
-from facial_keypoints.lists import resolve_data_root  # noqa: E402
-from facial_keypoints.models import create_model  # noqa: E402
+from facial_keypoints.data.dataset import FaceCrops  # noqa: E402
+from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.models.networks import create_model  # noqa: E402
 from facial_keypoints.training.loop import train_one_epoch  # noqa: E402
 from facial_keypoints.training.loss import TrainingLoss  # noqa: E402
 

@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 from common import append_row, machine, ms_per_face, read_rows  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.checkpoint import load_checkpoint, load_model  # noqa: E402
-from facial_keypoints.labels import attach_face_boxes  # noqa: E402
-from facial_keypoints.evaluation import face_metrics, predict_records  # noqa: E402
-from facial_keypoints.generate import add_list_arguments, generate_lists  # noqa: E402
-from facial_keypoints.labels import read_list  # noqa: E402
-from facial_keypoints.models import count_parameters  # noqa: E402
-from facial_keypoints.plots import plot_ced  # noqa: E402
+from facial_keypoints.models.checkpoint import load_checkpoint, load_model  # noqa: E402
+from facial_keypoints.data.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.evaluation.evaluate import face_metrics, predict_records  # noqa: E402
+from facial_keypoints.data.generate import add_list_arguments, generate_lists  # noqa: E402
+from facial_keypoints.data.labels import read_list  # noqa: E402
+from facial_keypoints.models.networks import count_parameters  # noqa: E402
+from facial_keypoints.evaluation.plots import plot_ced  # noqa: E402
 
 SGD = ["--optimizer", "sgd", "--lr", "3e-3", "--scheduler", "none", "--warmup-epochs", "0", "--weight-decay", "0"]
 ADAM = ["--optimizer", "adam", "--lr", "2e-3", "--scheduler", "cosine", "--warmup-epochs", "1",
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
 
 def evaluate(key, what, save, lists, args) -> dict:
-    from facial_keypoints.lists import resolve_data_root
+    from facial_keypoints.data.lists import resolve_data_root
     root = resolve_data_root(args.data_root)
     model, payload = load_model(save / "best.pt")
     history = load_checkpoint(save / "last.pt")["history"]  # the whole run; best.pt stops at its epoch

@@ -8,7 +8,7 @@ out: 10 % of the training photos, ``--split-seed 1`` as every recipe uses; never
 list), with each checkpoint's own face threshold:
 
 - on the validation crops: keypoint ``nme_io`` and the face decision's errors;
-- on larger pools of validation crops (``facial_keypoints.validation_pool``; seeded, never
+- on larger pools of validation crops (``facial_keypoints.evaluation.validation_pool``; seeded, never
   written to a list): non-faces drawn as the lists draw them and each face's crop shifted
   and scaled a little (the pool) or a lot (the hard pool): the errors there tell apart models
   that the 360 validation crops cannot;
@@ -31,15 +31,15 @@ import torch
 
 from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.labels import attach_face_boxes  # noqa: E402
-from facial_keypoints.evaluation import face_metrics, predict_records  # noqa: E402
-from facial_keypoints.face_detection import create_detector  # noqa: E402
+from facial_keypoints.data.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.evaluation.evaluate import face_metrics, predict_records  # noqa: E402
+from facial_keypoints.runtime.face_detectors import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
-from facial_keypoints.labels import read_labels, read_list  # noqa: E402
-from facial_keypoints.lists import resolve_data_root, split_by_photo  # noqa: E402
-from facial_keypoints.photos import PhotoPredictor, face_threshold_of  # noqa: E402
-from facial_keypoints.runtime import BACKENDS, load  # noqa: E402
-from facial_keypoints.validation_pool import HARD_POOL, POOL, classifier_pool  # noqa: E402
+from facial_keypoints.data.labels import read_labels, read_list  # noqa: E402
+from facial_keypoints.data.lists import resolve_data_root, split_by_photo  # noqa: E402
+from facial_keypoints.runtime.photos import PhotoPredictor, face_threshold_of  # noqa: E402
+from facial_keypoints.runtime.loading import BACKENDS, load  # noqa: E402
+from facial_keypoints.evaluation.validation_pool import HARD_POOL, POOL, classifier_pool  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,14 +32,14 @@ import torch
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.face_detection import create_detector  # noqa: E402
+from facial_keypoints.runtime.face_detectors import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
-from facial_keypoints.labels import read_labels, read_list  # noqa: E402
-from facial_keypoints.lists import blank_faces, resolve_data_root  # noqa: E402
-from facial_keypoints.metrics import keypoint_metrics  # noqa: E402
-from facial_keypoints.images import open_photo  # noqa: E402
-from facial_keypoints.photos import PhotoPredictor, face_threshold_of  # noqa: E402
-from facial_keypoints.runtime import load  # noqa: E402
+from facial_keypoints.data.labels import read_labels, read_list  # noqa: E402
+from facial_keypoints.data.lists import blank_faces, resolve_data_root  # noqa: E402
+from facial_keypoints.evaluation.metrics import keypoint_metrics  # noqa: E402
+from facial_keypoints.data.images import open_photo  # noqa: E402
+from facial_keypoints.runtime.photos import PhotoPredictor, face_threshold_of  # noqa: E402
+from facial_keypoints.runtime.loading import load  # noqa: E402
 from facial_keypoints.weights import DEFAULT_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
-from facial_keypoints.bulk import JsonlWriter, annotate  # noqa: E402
-from facial_keypoints.lists import resolve_data_root  # noqa: E402
+from facial_keypoints.bulk.jsonl import JsonlWriter
+from facial_keypoints.bulk.workers import annotate  # noqa: E402
+from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 
 PHOTO = "II/004002.jpg"  # one face; shrunk to 320 px wide so that the detector's calls dominate
 

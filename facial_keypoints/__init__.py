@@ -7,7 +7,7 @@ Importing the package is light: torch and the model load with the first ``FaceLa
 The course's stage scripts (stage1/, stage2/, stage3/) take its lists, metrics, plots and checkpoint
 format; ``facial-keypoints train`` (``training/``) trains the shipped model.
 """
-from .keypoints import FLIP_INDEX, NUM_POINTS, POINT_NAMES
+from facial_keypoints.keypoints import FLIP_INDEX, NUM_POINTS, POINT_NAMES
 
 __version__ = "1.0.0"
 __all__ = ["FaceLandmarker", "Face", "FLIP_INDEX", "NUM_POINTS", "POINT_NAMES", "__version__"]
@@ -16,9 +16,9 @@ __all__ = ["FaceLandmarker", "Face", "FLIP_INDEX", "NUM_POINTS", "POINT_NAMES", 
 def __getattr__(name):
     # The API's classes import numpy, PIL and (when a model loads) torch: only when asked for.
     if name == "FaceLandmarker":
-        from .api import FaceLandmarker
+        from facial_keypoints.api import FaceLandmarker
         return FaceLandmarker
     if name == "Face":
-        from .photos import Face
+        from facial_keypoints.runtime.photos import Face
         return Face
     raise AttributeError(f"module 'facial_keypoints' has no attribute {name!r}")

@@ -13,46 +13,16 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
-from typing import Union
 
 import numpy as np
-from PIL import Image
 
-from .face_detection import MIN_FACE
-from .geometry import expand_box
-from .keypoints import POINT_NAMES
-from .images import as_rgb, open_photo
-from .photos import Face, PhotoResult
-from .weights import DEFAULT_CHECKPOINT
+from facial_keypoints.runtime.face_detectors import MIN_FACE
+from facial_keypoints.geometry import expand_box
+from facial_keypoints.keypoints import POINT_NAMES
+from facial_keypoints.data.images import ImageLike, to_rgb_image
+from facial_keypoints.runtime.photos import Face, PhotoResult
+from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
-ImageLike = Union[str, PathLike, Image.Image, np.ndarray]
-
-
-def to_rgb_image(image: ImageLike, bgr: bool = False) -> Image.Image:
-    """An RGB PIL image from a path, a PIL image, or a uint8 array (H, W), (H, W, 3) or (H, W, 4).
-
-    ``bgr=True``: a colour array is in OpenCV's BGR(A) order.  A path is read as ``predict``
-    reads it (EXIF rotation applied, alpha laid on white).
-    """
-    if isinstance(image, (str, PathLike)):
-        return open_photo(image)
-    if isinstance(image, Image.Image):
-        if not image.width or not image.height:
-            raise ValueError(f"an image must have pixels, not the size {image.width}x{image.height}")
-        return as_rgb(image)
-    if isinstance(image, np.ndarray):
-        if image.ndim >= 2 and not (image.shape[0] and image.shape[1]):
-            raise ValueError(f"an image must have pixels, not the shape {image.shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"a numpy image must be uint8, not {image.dtype}")
-        if image.ndim == 2:
-            return Image.fromarray(np.ascontiguousarray(image), "L").convert("RGB")
-        if image.ndim == 3 and image.shape[2] in (3, 4):
-            if bgr:
-                image = image[..., [2, 1, 0, 3][:image.shape[2]]]
-            return as_rgb(Image.fromarray(np.ascontiguousarray(image), "RGB" if image.shape[2] == 3 else "RGBA"))
-        raise ValueError(f"a numpy image must be (H, W), (H, W, 3) or (H, W, 4), not {image.shape}")
-    raise TypeError(f"an image must be a path, a PIL image or a numpy array, not {type(image).__name__}")
 
 
 class FaceLandmarker:
@@ -80,9 +50,9 @@ class FaceLandmarker:
     def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",
                  detector: str = "auto", threads: int | None = None, face_threshold: float | None = None,
                  min_face: int = 40, refine: bool = True, detect_max_side: int | None = None):
-        from .face_detection import create_detector
-        from .photos import PhotoPredictor
-        from .runtime import load
+        from facial_keypoints.runtime.face_detectors import create_detector
+        from facial_keypoints.runtime.photos import PhotoPredictor
+        from facial_keypoints.runtime.loading import load
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
         if face_threshold is not None and not 0.0 <= face_threshold <= 1.0:  # nan fails this too
@@ -97,13 +67,13 @@ class FaceLandmarker:
         self.config: dict = payload["config"]
         face_detector = create_detector(detector, min_face=min_face)
         self.detector_name: str = face_detector.name
-        self._predictor = PhotoPredictor(self.network, self.config, face_detector, face_threshold, detect_max_side,
+        self.predictor = PhotoPredictor(self.network, self.config, face_detector, face_threshold, detect_max_side,
                                          refine=refine)
-        self.face_threshold: float = self._predictor.face_threshold
+        self.face_threshold: float = self.predictor.face_threshold
 
     def process(self, image: ImageLike, bgr: bool = False) -> PhotoResult:
         """Every candidate of one photo, accepted and rejected, with the time each step took."""
-        return self._predictor.predict_photo(to_rgb_image(image, bgr))
+        return self.predictor.predict_photo(to_rgb_image(image, bgr))
 
     def detect(self, image: ImageLike | list[ImageLike], bgr: bool = False) -> list[Face] | list[list[Face]]:
         """The faces in ``image`` (a list of ``Face``: ``box``, ``score``, ``keypoints`` (21, 2) float32),
@@ -115,7 +85,7 @@ class FaceLandmarker:
                     images.append(to_rgb_image(one, bgr))
                 except (OSError, ValueError, TypeError) as error:
                     raise ValueError(f"image {number} of the {len(image)} given: {error}") from None
-            return [self._predictor.predict_photo(one).accepted for one in images]
+            return [self.predictor.predict_photo(one).accepted for one in images]
         return self.process(image, bgr).accepted
 
     def track(self, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 20.0):
@@ -123,14 +93,14 @@ class FaceLandmarker:
         frame's faces with stable ``id``s (the detector every ``detect_every`` frames and whenever a face
         is lost, the keypoints' own box in between), their points smoothed by a One-Euro filter
         (``min_cutoff`` Hz at rest, ``beta`` per face size per second) unless ``smooth=False``."""
-        from .smoothing import OneEuroFilter
-        from .tracking import FaceTracker
-        return FaceTracker(self, detect_every, OneEuroFilter(min_cutoff, beta) if smooth else None)
+        from facial_keypoints.video.smoothing import OneEuroFilter
+        from facial_keypoints.video.tracking import FaceTracker
+        return FaceTracker(self.predictor, detect_every, OneEuroFilter(min_cutoff, beta) if smooth else None)
 
     def track_video(self, source, **track_args):
         """Yield ``(frame index, time in seconds, RGB frame, faces with ids)`` for every frame of a video
         file (any format OpenCV reads) or of camera ``source`` (an int); ``track_args`` as ``track``."""
-        from .video import read_frames
+        from facial_keypoints.video.frames import read_frames
         tracker = self.track(**track_args)
         for index, time_s, rgb in read_frames(source):
             yield index, time_s, rgb, tracker.update(rgb, time_s)
@@ -152,5 +122,5 @@ class FaceLandmarker:
                               dtype=np.float64).reshape(-1, 4)
         if len(crop_boxes) == 0:
             return np.zeros((0, len(POINT_NAMES), 2), dtype=np.float32)
-        points, _ = self._predictor.runner(np.asarray(rgb.convert("L")), crop_boxes)
+        points, _ = self.predictor.runner(np.asarray(rgb.convert("L")), crop_boxes)
         return points.astype(np.float32)

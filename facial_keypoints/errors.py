@@ -4,9 +4,13 @@ from __future__ import annotations
 import signal
 import sys
 
-from .checkpoint import CheckpointError
-from .images import ImageError
-from .labels import LabelError
+from facial_keypoints.data.images import ImageError
+from facial_keypoints.data.labels import LabelError
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is not one of this project's, or asks to run code when loaded; names the file."""
+
 
 # Each of these carries a message naming the file (and line) at fault; no traceback is needed.
 USER_ERRORS = (LabelError, ImageError, CheckpointError, FileNotFoundError, ValueError)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from facial_keypoints.models import MODELS, create_model
+from facial_keypoints.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from facial_keypoints.models.networks import MODELS, create_model
 
 
 INSIDE = ".body.0.1.weight"  # a residual block's inner batch norm (models.ResidualBlock): its channels are the block's own

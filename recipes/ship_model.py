@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 PATH_ARGS = ("data_root", "train_list", "test_list", "save_directory", "checkpoint", "crops", "extra_list",
              "extra_crops", "teacher", "predict_dir", "cache_dir")

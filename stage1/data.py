@@ -23,9 +23,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import Compose
 
-from facial_keypoints.labels import read_list  # parses each line and names the one that is wrong
-from facial_keypoints.lists import check_photo_size, resolve_data_root
-from facial_keypoints.plots import draw_points, grid
+from facial_keypoints.data.labels import read_list  # parses each line and names the one that is wrong
+from facial_keypoints.data.lists import check_photo_size, resolve_data_root
+from facial_keypoints.drawing import draw_points, grid
 
 STAGE_DIR = Path(__file__).resolve().parent
 SIZE = 112  # the network's input is SIZE x SIZE

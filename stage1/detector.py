@@ -28,11 +28,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from facial_keypoints.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
-from facial_keypoints.labels import LabelError, attach_face_boxes, read_list
-from facial_keypoints.lists import resolve_data_root, split_by_photo
-from facial_keypoints.metrics import json_summary, keypoint_metrics, summary_table
-from facial_keypoints.plots import plot_ced, plot_loss_curves, prediction_sheet
+from facial_keypoints.models.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
+from facial_keypoints.data.labels import LabelError, attach_face_boxes, read_list
+from facial_keypoints.data.lists import resolve_data_root, split_by_photo
+from facial_keypoints.evaluation.metrics import json_summary, keypoint_metrics, summary_table
+from facial_keypoints.evaluation.plots import plot_ced, plot_loss_curves, prediction_sheet
 
 # The repository root on the path: this file imports stage1/data.py as stage1.data, which also works
 # when stage 2 and 3 import this file.

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from facial_keypoints.errors import run_reporting_errors
-from facial_keypoints.generate import add_list_arguments, generate_lists
+from facial_keypoints.data.generate import add_list_arguments, generate_lists
 
 
 def main(argv=None) -> int:

@@ -21,9 +21,9 @@ from PIL import Image
 from torchvision.transforms import Compose
 
 from facial_keypoints.keypoints import FLIP_INDEX
-from facial_keypoints.labels import read_list
-from facial_keypoints.lists import resolve_data_root
-from facial_keypoints.plots import draw_points, grid
+from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.lists import resolve_data_root
+from facial_keypoints.drawing import draw_points, grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for stage 1's files
 from stage1.data import FaceLandmarks, Normalize, ToTensor, sample_picture  # noqa: E402

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from facial_keypoints.labels import LabelError, find_label_files, text_lines
-from facial_keypoints.lists import resolve_data_root
+from facial_keypoints.data.labels import LabelError, find_label_files, text_lines
+from facial_keypoints.data.lists import resolve_data_root
 
 STAGE_DIR = Path(__file__).resolve().parent
 COPY_MARK = "__aug"

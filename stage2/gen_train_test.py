@@ -13,10 +13,10 @@ import re
 import sys
 from pathlib import Path
 
-from facial_keypoints.evaluation import records_from_labels
-from facial_keypoints.generate import add_list_arguments, generate_lists
+from facial_keypoints.data.lists import records_from_labels
+from facial_keypoints.data.generate import add_list_arguments, generate_lists
 from facial_keypoints.errors import run_reporting_errors
-from facial_keypoints.lists import resolve_data_root
+from facial_keypoints.data.lists import resolve_data_root
 
 COPY = re.compile(r"__aug\d+$")
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from facial_keypoints.labels import read_list
-from facial_keypoints.lists import resolve_data_root
-from facial_keypoints.plots import grid
+from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.lists import resolve_data_root
+from facial_keypoints.drawing import grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for the earlier stages
 from stage1.data import FaceLandmarks, sample_picture  # noqa: E402

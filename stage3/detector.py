@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facial_keypoints.checkpoint import load_checkpoint
-from facial_keypoints.models import create_model, init_output
+from facial_keypoints.models.checkpoint import load_checkpoint
+from facial_keypoints.models.networks import create_model, init_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for the earlier stages
 from stage1 import detector as stage1  # noqa: E402

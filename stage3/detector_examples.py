@@ -26,12 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from facial_keypoints.errors import run_reporting_errors
-from facial_keypoints.face_detection import create_detector
+from facial_keypoints.runtime.face_detectors import create_detector
 from facial_keypoints.geometry import BoxError, expand_box, iou
-from facial_keypoints.labels import ListRecord, read_labels, read_list, write_list
-from facial_keypoints.lists import resolve_data_root
-from facial_keypoints.face_detection import detect_faces
-from facial_keypoints.images import open_photo
+from facial_keypoints.data.labels import ListRecord, read_labels, read_list, write_list
+from facial_keypoints.data.lists import resolve_data_root
+from facial_keypoints.runtime.face_detectors import detect_faces
+from facial_keypoints.data.images import open_photo
 
 STAGE_DIR = Path(__file__).resolve().parent
 

@@ -9,10 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from facial_keypoints.cli import finite_float
-from facial_keypoints.generate import add_list_arguments, generate_lists
+from facial_keypoints.cli.arguments import finite_float
+from facial_keypoints.data.generate import add_list_arguments, generate_lists
 from facial_keypoints.errors import run_reporting_errors
-from facial_keypoints.negatives import sample_non_faces
+from facial_keypoints.data.negatives import sample_non_faces
 
 from not_face_generate import add_non_face_arguments
 

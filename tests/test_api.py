@@ -93,9 +93,9 @@ def test_a_photo_smaller_than_the_smallest_face_has_no_faces(landmarker):
 
 
 def test_auto_picks_yunet_where_its_wheel_is_installed_and_both_find_the_faces(real_root):
-    from facial_keypoints.face_detection import create_detector, default_detector
+    from facial_keypoints.runtime.face_detectors import create_detector, default_detector
     from facial_keypoints.geometry import match_boxes
-    from facial_keypoints.labels import read_labels
+    from facial_keypoints.data.labels import read_labels
     assert default_detector() == "yunet"  # requirements.txt installs the [yunet] extra
     labelled = np.array([f.box for f in read_labels(real_root / "I") if f.image == PHOTO.split("/")[1]])
     rgb = np.asarray(Image.open(real_root / PHOTO).convert("RGB"))

@@ -28,11 +28,11 @@ import pytest
 import torch
 from PIL import Image
 
-from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
+from facial_keypoints.models.checkpoint import make_checkpoint, save_checkpoint
 from facial_keypoints.cli import main as cli
-from facial_keypoints.evaluation import records_from_labels
-from facial_keypoints.labels import read_list, write_list
-from facial_keypoints.models import create_model
+from facial_keypoints.data.lists import records_from_labels
+from facial_keypoints.data.labels import read_list, write_list
+from facial_keypoints.models.networks import create_model
 
 from conftest import REPO, load_script
 
@@ -242,7 +242,7 @@ def test_an_empty_label_file_is_an_error_and_the_old_lists_stay(synthetic_root, 
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_image_name(synthetic_root):
-    from facial_keypoints.labels import read_labels
+    from facial_keypoints.data.labels import read_labels
     root, faces = synthetic_root
     path = root / "I" / "label.txt"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
@@ -389,7 +389,7 @@ def test_a_fifo_named_like_a_photo_is_one_line_not_a_hang(tmp_path, capsys):
 def test_no_home_folder_needs_no_home_when_the_cache_folder_is_given(monkeypatch, tmp_path):
     from pathlib import Path
 
-    from facial_keypoints.cache import default_cache_dir
+    from facial_keypoints.data.crop_cache import default_cache_dir
 
     def no_home():
         raise RuntimeError("Could not determine home directory.")

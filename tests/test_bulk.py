@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from facial_keypoints.bulk import JsonlError, done_photos
+from facial_keypoints.bulk.jsonl import JsonlError, done_photos
 from facial_keypoints.cli import main as cli
 
 
@@ -134,7 +134,7 @@ def test_ray_writes_what_predict_writes_and_resumes(photos, tmp_path):
     import pyarrow.parquet as parquet
     import ray
 
-    from facial_keypoints.ray_predict import predict_with_ray
+    from facial_keypoints.bulk.ray_predict import predict_with_ray
     images = sorted(photos.glob("*.jpg"))[:12]
     one = tmp_path / "one.jsonl"
     assert cli(["predict", *map(str, images), "--jsonl", str(one), "--no-progress"]) == 0

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from facial_keypoints.atomic import atomic_output
-from facial_keypoints.checkpoint import (CheckpointError, load_checkpoint, load_model, make_checkpoint,
+from facial_keypoints.models.checkpoint import (CheckpointError, load_checkpoint, load_model, make_checkpoint,
                                          save_checkpoint)
-from facial_keypoints.models import create_model
+from facial_keypoints.models.networks import create_model
 
 CONFIG = {"arch": "stage1", "model_kwargs": {}, "input_size": 112, "expand_ratio": 0.25, "normalize": True}
 

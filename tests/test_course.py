@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from facial_keypoints import cli
-from facial_keypoints.checkpoint import load_checkpoint, load_model
+from facial_keypoints.models.checkpoint import load_checkpoint, load_model
 from facial_keypoints.keypoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
-from facial_keypoints.models import create_model
+from facial_keypoints.models.networks import create_model
 
 from conftest import REPO, load_script
 
@@ -43,10 +43,10 @@ def test_importing_stage1_loads_no_video_face_detection_onnx_photo_or_training_m
     loaded = subprocess.run([sys.executable, "-c", code, str(REPO / "stage1" / "detector.py")], capture_output=True,
                             text=True, check=True, cwd=REPO).stdout.split()
     forbidden = [m for m in loaded if m.startswith(("onnx", "ray", "facenet", "yuface", "facial_keypoints.training"))
-                 or m in ("facial_keypoints.video", "facial_keypoints.tracking", "facial_keypoints.face_detection",
-                          "facial_keypoints.photos", "facial_keypoints.runtime", "facial_keypoints.api",
-                          "facial_keypoints.inference")]
-    assert "facial_keypoints.checkpoint" in loaded and not forbidden
+                 or m in ("facial_keypoints.video.annotate", "facial_keypoints.video.tracking", "facial_keypoints.runtime.face_detectors",
+                          "facial_keypoints.runtime.photos", "facial_keypoints.runtime.loading", "facial_keypoints.api",
+                          "facial_keypoints.runtime.keypoint_runner")]
+    assert "facial_keypoints.models.checkpoint" in loaded and not forbidden
 
 
 @pytest.mark.parametrize("stage, budget", [("stage1", 15), ("stage2", 25), ("stage3", 30)])

@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from facial_keypoints.dataset import FaceCrops
-from facial_keypoints.evaluation import records_from_labels
-from facial_keypoints.transforms import Normalize, eval_transform
+from facial_keypoints.data.dataset import FaceCrops
+from facial_keypoints.data.lists import records_from_labels
+from facial_keypoints.data.transforms import Normalize, eval_transform
 
 
 def brightest(crop: np.ndarray) -> np.ndarray:
@@ -55,8 +55,8 @@ def test_large_jpeg_is_draft_decoded_to_the_same_crop(tmp_path):
     """A big JPEG decoded at 1/4 scale must give (nearly) the crop a full decode gives."""
     from PIL import Image
 
-    from facial_keypoints.cache import load_crops
-    from facial_keypoints.images import crop_resized
+    from facial_keypoints.data.crop_cache import load_crops
+    from facial_keypoints.data.images import crop_resized
     rng = np.random.default_rng(0)
     # Smooth content, so JPEG scaling and resizing agree closely.
     ys, xs = np.mgrid[0:2400, 0:3200]

@@ -5,18 +5,18 @@ import pytest
 import torch
 
 from facial_keypoints.cli import main as cli
-from facial_keypoints.cache import load_crops
-from facial_keypoints.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from facial_keypoints.data.crop_cache import load_crops
+from facial_keypoints.models.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
 from facial_keypoints.training.crop_pack import CropPackError, read_pack, write_pack
-from facial_keypoints.evaluation import records_from_labels
-from facial_keypoints.export import export_onnx
-from facial_keypoints.labels import read_list, write_list
-from facial_keypoints.models import create_model
-from facial_keypoints.quantize import float_nodes, quantize_onnx
-from facial_keypoints.runtime import OnnxModel, derived_path, load, resolve_backend
+from facial_keypoints.data.lists import records_from_labels
+from facial_keypoints.runtime.export import export_onnx
+from facial_keypoints.data.labels import read_list, write_list
+from facial_keypoints.models.networks import create_model
+from facial_keypoints.runtime.quantize import float_nodes, quantize_onnx
+from facial_keypoints.runtime.loading import OnnxModel, derived_path, load, resolve_backend
 from facial_keypoints.training.command import build_parser, new_model_config
 from facial_keypoints.training.data import training_sets
-from facial_keypoints.transforms import crops_to_batch, eval_transform
+from facial_keypoints.data.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
 from conftest import REPO
@@ -83,7 +83,7 @@ def test_training_from_a_pack_needs_no_photos(train_list, tmp_path, monkeypatch,
 
 def test_extra_crops_come_from_their_own_pack_and_must_be_given(train_list, tmp_path):
     root, path = train_list
-    from facial_keypoints.lists import split_by_photo
+    from facial_keypoints.data.lists import split_by_photo
     records = read_list(path)
     train, _ = split_by_photo(records, 0.3, 1)
     write_list(tmp_path / "extra.txt", train[:3])  # stand-ins for detector-framed crops of training photos

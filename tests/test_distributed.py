@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from conftest import REPO
-from facial_keypoints.checkpoint import load_model
+from facial_keypoints.models.checkpoint import load_model
 from facial_keypoints.training.distributed import CpuSyncBatchNorm, ShardedShuffle, convert_to_cpu_sync_batchnorm
 
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 from PIL import Image
 
-from facial_keypoints.export import export_onnx
-from facial_keypoints.images import _halved_region, crop_resized, crop_warped
-from facial_keypoints.engine import softmax_face_probability
-from facial_keypoints.inference import KeypointRunner
-from facial_keypoints.models import create_model
-from facial_keypoints.runtime import OnnxModel
-from facial_keypoints.transforms import crops_to_batch
+from facial_keypoints.runtime.export import export_onnx
+from facial_keypoints.data.images import _halved_region, crop_resized, crop_warped
+from facial_keypoints.outputs import face_probability as softmax_face_probability
+from facial_keypoints.runtime.keypoint_runner import KeypointRunner
+from facial_keypoints.models.networks import create_model
+from facial_keypoints.runtime.loading import OnnxModel
+from facial_keypoints.data.transforms import crops_to_batch
 
 CONFIG = {"input_size": 32, "expand_ratio": 0.25, "normalize": True}
 

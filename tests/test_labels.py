@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from facial_keypoints.labels import (LabelError, ListRecord, ParseStats, format_list_line, parse_label_line,
+from facial_keypoints.data.labels import (LabelError, ListRecord, ParseStats, format_list_line, parse_label_line,
                                      parse_list_line, read_label_file, read_list, write_list)
-from facial_keypoints.lists import face_records
+from facial_keypoints.data.lists import face_records
 
 from conftest import label_line
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facial_keypoints.metrics import auc, failure_rate, keypoint_metrics
+from facial_keypoints.evaluation.metrics import auc, failure_rate, keypoint_metrics
 
 
 def face(eye_distance=100.0):

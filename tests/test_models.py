@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from facial_keypoints.training.losses import KeypointLoss
-from facial_keypoints.models import MODELS, create_model, freeze, init_output
+from facial_keypoints.models.networks import MODELS, create_model, freeze, init_output
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

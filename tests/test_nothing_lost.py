@@ -17,9 +17,11 @@ import pytest
 from PIL import Image
 
 from facial_keypoints import FaceLandmarker
-from facial_keypoints.bulk import JsonlWriter, check_memory
+from facial_keypoints.bulk.jsonl import JsonlWriter
+from facial_keypoints.bulk.workers import check_memory
 from facial_keypoints.cli import main as cli
-from facial_keypoints.video import VideoFrames, annotate_video, read_frames
+from facial_keypoints.video.frames import VideoFrames, read_frames
+from facial_keypoints.video.annotate import annotate_video
 
 from conftest import REPO
 
@@ -123,7 +125,7 @@ def test_sigterm_keeps_the_frames_done_and_stale_partials_of_a_killed_run_are_re
 # 9, 10: frames of another size, and the stream's own timestamps ------------------------------------
 
 def test_frames_of_another_size_are_letterboxed_into_the_video_and_said(face, landmarker, tmp_path, monkeypatch):
-    import facial_keypoints.video as video
+    import facial_keypoints.video.annotate as video
     small = cv2.resize(face, (96, 83))
     frames = [face] * 5 + [small] * 5 + [face] * 2
 
@@ -202,8 +204,8 @@ def test_a_32_bit_grey_image_of_8_bit_values_finds_the_face_the_8_bit_one_does(l
 
 def test_detect_on_a_list_names_the_bad_item_before_any_work(landmarker, face, monkeypatch):
     calls = []
-    real = landmarker._predictor.predict_photo
-    monkeypatch.setattr(landmarker._predictor, "predict_photo", lambda image: calls.append(1) or real(image))
+    real = landmarker.predictor.predict_photo
+    monkeypatch.setattr(landmarker.predictor, "predict_photo", lambda image: calls.append(1) or real(image))
     with pytest.raises(ValueError, match=r"image 1 of the 3 given: .*uint8"):
         landmarker.detect([face, face.astype(np.float32), face])
     assert calls == []  # nothing was computed, then lost
@@ -282,7 +284,7 @@ def test_workers_beyond_free_memory_are_refused(capsys):
 # 14: workers are recycled, and every photo is still written once -----------------------------------
 
 def test_workers_are_replaced_after_their_share_of_photos_and_nothing_is_lost(real_root, tmp_path):
-    from facial_keypoints.bulk import annotate
+    from facial_keypoints.bulk.workers import annotate
     photos = sorted((real_root / "II").glob("*.jpg"))[:9]
     results = tmp_path / "r.jsonl"
     writer, counts = JsonlWriter(results), {}
@@ -337,7 +339,7 @@ def test_export_refuses_an_opset_it_cannot_write(capsys):
 
 
 def test_a_ray_error_line_names_the_photo_not_a_buffer(tmp_path):
-    from facial_keypoints.ray_predict import LandmarkerActor
+    from facial_keypoints.bulk.ray_predict import LandmarkerActor
     actor = LandmarkerActor(dict(threads=1), recycle_after=10)
     out = actor({"bytes": [b"not a photo"], "path": ["/photos/broken.jpg"]})
     assert "/photos/broken.jpg" in out["error"][0] and "BytesIO" not in out["error"][0]

@@ -8,17 +8,18 @@ import torch
 from PIL import Image
 
 from facial_keypoints.cli import main as cli
-from facial_keypoints.checkpoint import load_model
-from facial_keypoints.face_detection import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
+from facial_keypoints.models.checkpoint import load_model
+from facial_keypoints.runtime.face_detectors import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
 from facial_keypoints.geometry import (KEYPOINTS_TO_BOX, box_from_keypoints, expand_box, fit_keypoints_to_box,
                                        frame_to_image, iou, match_boxes)
-from facial_keypoints.images import ImageError
-from facial_keypoints.labels import read_labels
-from facial_keypoints.metrics import keypoint_metrics
-from facial_keypoints.face_detection import detect_faces
-from facial_keypoints.images import open_photo
-from facial_keypoints.photos import PhotoPredictor, face_threshold_of, find_photos
-from facial_keypoints.transforms import crops_to_batch, eval_transform
+from facial_keypoints.data.images import ImageError
+from facial_keypoints.data.labels import read_labels
+from facial_keypoints.evaluation.metrics import keypoint_metrics
+from facial_keypoints.runtime.face_detectors import detect_faces
+from facial_keypoints.data.images import open_photo
+from facial_keypoints.runtime.photos import PhotoPredictor, face_threshold_of
+from facial_keypoints.cli.outputs import find_photos
+from facial_keypoints.data.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
 CONFIG = {"input_size": 112, "expand_ratio": 0.25, "normalize": True}

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from facial_keypoints.labels import ListRecord
-from facial_keypoints.lists import split_by_photo
+from facial_keypoints.data.labels import ListRecord
+from facial_keypoints.data.lists import split_by_photo
 
 
 def records(photos=40, faces_per_photo=3):
@@ -45,7 +45,7 @@ def test_stage1_lists_leave_out_a_blank_face_and_no_other_line_moves(tmp_path, c
     from PIL import Image
 
     from conftest import keypoints_in_box, label_line, load_script
-    from facial_keypoints.labels import read_list
+    from facial_keypoints.data.labels import read_list
     rng = np.random.default_rng(5)
     root = tmp_path / "data"
     (root / "I").mkdir(parents=True)

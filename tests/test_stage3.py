@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from facial_keypoints.geometry import covered, iou
-from facial_keypoints.labels import ParseStats, read_labels, read_list
-from facial_keypoints.metrics import classification_metrics
+from facial_keypoints.data.labels import ParseStats, read_labels, read_list
+from facial_keypoints.evaluation.metrics import classification_metrics
 from facial_keypoints.training.loss import TrainingLoss, labels_total, total
 from facial_keypoints.training.losses import KeypointLoss
-from facial_keypoints.negatives import sample_non_faces
+from facial_keypoints.data.negatives import sample_non_faces
 
 from conftest import load_script
 
@@ -188,7 +188,7 @@ def test_a_photo_whose_pixels_cannot_be_decoded_is_named_or_skipped_with_all_its
 
 def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
     from collections import defaultdict
-    from facial_keypoints.face_detection import Detections
+    from facial_keypoints.runtime.face_detectors import Detections
     module = load_script("stage3", "detector_examples")
     root, faces = synthetic_root
     labels = defaultdict(list)
@@ -214,7 +214,7 @@ def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
 
 def test_faces_beyond_keeps_only_the_faces_the_other_list_lacks():
     """--faces-beyond: a face is 'held' when a face line of the same photo has its points (any crop box)."""
-    from facial_keypoints.labels import ListRecord
+    from facial_keypoints.data.labels import ListRecord
     module = load_script("stage3", "detector_examples")
     points = np.random.default_rng(0).uniform(20, 80, (3, 21, 2))
 
@@ -233,11 +233,11 @@ def test_faces_beyond_keeps_only_the_faces_the_other_list_lacks():
 
 
 def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthetic_root, tmp_path):
-    from facial_keypoints.labels import write_list
-    from facial_keypoints.lists import split_by_photo
+    from facial_keypoints.data.labels import write_list
+    from facial_keypoints.data.lists import split_by_photo
     from facial_keypoints.training.command import build_parser, new_model_config
     from facial_keypoints.training.data import training_sets
-    from facial_keypoints.transforms import eval_transform
+    from facial_keypoints.data.transforms import eval_transform
     root, _ = synthetic_root
     gen = load_script("stage3", "gen_train_test")
     assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0
@@ -261,13 +261,13 @@ def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthe
 
 
 def read_list_records(root):
-    from facial_keypoints.evaluation import records_from_labels
+    from facial_keypoints.data.lists import records_from_labels
     return records_from_labels(root, 0.25)
 
 
 def test_change_backbone_keeps_the_shared_weights_and_loads_strictly(tmp_path):
-    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from facial_keypoints.models.networks import create_model
     change = load_script("recipes", "change_backbone")
     torch.manual_seed(0)
     source = create_model("face_keypoints", input_size=112, backbone="compact_heatmap")
@@ -305,7 +305,7 @@ def randomized_batch_norms(model):
 def narrowed_copy(wide, backbone: str, tmp_path):
     """``wide`` (a compact_heatmap face_keypoints model) saved, moved by change_backbone.py --narrow onto
     ``backbone``, and loaded back strictly, in eval mode."""
-    from facial_keypoints.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from facial_keypoints.models.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
     config = {"arch": "face_keypoints", "model_kwargs": {"backbone": "compact_heatmap"}, "input_size": 112,
               "expand_ratio": 0.25, "normalize": True}
     save_checkpoint(make_checkpoint(wide, config), tmp_path / "wide.pt")
@@ -319,8 +319,8 @@ def test_change_backbone_narrow_keeps_the_strongest_channels_as_a_pruned_copy(tm
     """A wide model whose dropped 28x28 channels are dead (zero batch-norm scale and shift) computes
     exactly what its --narrow copy on slim_heatmap computes: the same channel subset was kept in every
     layer, and it is the subset with the largest batch-norm scales."""
-    from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from facial_keypoints.models.networks import create_model
     change = load_script("recipes", "change_backbone")
     torch.manual_seed(0)
     wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
@@ -353,7 +353,7 @@ def test_change_backbone_narrow_thins_each_block_by_its_own_strongest_channels(t
     """A wide model whose residual blocks each have their own dead inner channels (zero batch-norm
     scale and shift: ReLU(0) feeds the second convolution nothing) computes exactly what its --narrow
     copy on thin_heatmap computes, although no two blocks share the subset they keep."""
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.networks import create_model
     torch.manual_seed(1)
     wide = create_model("face_keypoints", input_size=112, backbone="compact_heatmap").eval()
     thin_shapes = create_model("face_keypoints", input_size=112, backbone="test_thin_heatmap").state_dict()
@@ -382,7 +382,7 @@ def teacher_term_only(backbone: str, seed: int, **weights):
     """(teacher, images, is_face, TeacherLoss with only the ``weights`` terms), after checking that
     the loss refuses to run before it has been shown a student."""
     from facial_keypoints.training.losses import TeacherLoss
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.networks import create_model
     torch.manual_seed(seed)
     teacher = create_model("face_keypoints", input_size=32, backbone=backbone).eval()
     images, is_face = torch.randn(4, 1, 32, 32), torch.tensor([1.0, 0.0, 0.0, 1.0])
@@ -393,7 +393,7 @@ def teacher_term_only(backbone: str, seed: int, **weights):
 
 
 def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk():
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.networks import create_model
     teacher, images, is_face, loss = teacher_term_only("compact_heatmap", 6, feature_weight=1.0)
     twin = create_model("face_keypoints", input_size=32, backbone="compact_heatmap").eval()
     twin.load_state_dict(teacher.state_dict())
@@ -419,9 +419,9 @@ def test_feature_distillation_matches_the_trunk_maps_and_trains_only_the_trunk()
 
 
 def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student(tmp_path):
-    from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
+    from facial_keypoints.models.checkpoint import make_checkpoint, save_checkpoint
     from facial_keypoints.training.losses import TeacherLoss
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.networks import create_model
     torch.manual_seed(0)
     teacher = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
     images = torch.randn(4, 1, 32, 32)
@@ -468,7 +468,7 @@ def test_teacher_loss_is_zero_for_the_teacher_itself_and_trains_only_the_student
 
 def test_heatmap_distillation_matches_maps_on_faces_and_trains_the_student():
     from facial_keypoints.training.losses import TeacherLoss, heatmap_kl
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.networks import create_model
     torch.manual_seed(1)
     teacher = create_model("face_keypoints", input_size=32, backbone="test_small_heatmap").eval()
     images = torch.randn(3, 1, 32, 32)
@@ -532,7 +532,7 @@ def test_heatmap_kl_pools_a_finer_teacher_onto_the_student_grid():
 
 def test_embedding_distillation_matches_what_the_classifier_reads():
     from facial_keypoints.training.losses import TeacherLoss
-    from facial_keypoints.models import create_model
+    from facial_keypoints.models.networks import create_model
     teacher, images, is_face, loss = teacher_term_only("test_small_heatmap", 5, embedding_weight=1.0)
     student = create_model("face_keypoints", input_size=32, backbone="test_tiny_heatmap")
     loss.watch(student)
@@ -554,10 +554,10 @@ def test_embedding_distillation_matches_what_the_classifier_reads():
 def test_the_validation_pool_draws_non_faces_like_the_lists_and_jitters_faces_inside_their_photos(synthetic_root):
     from collections import defaultdict
 
-    from facial_keypoints.evaluation import records_from_labels
-    from facial_keypoints.images import image_size
-    from facial_keypoints.labels import read_labels
-    from facial_keypoints.validation_pool import classifier_pool
+    from facial_keypoints.data.lists import records_from_labels
+    from facial_keypoints.data.images import image_size
+    from facial_keypoints.data.labels import read_labels
+    from facial_keypoints.evaluation.validation_pool import classifier_pool
     root, faces = synthetic_root
     val = [r for r in records_from_labels(root, 0.25) if r.image.startswith("II/")]  # stand-in validation photos
     for record in val:
@@ -602,12 +602,12 @@ def test_a_distilled_run_picks_best_pt_on_the_labels_alone(synthetic_root, tmp_p
     best.pt is the epoch where the labels' loss (not the one with the teacher's terms) was lowest."""
     import csv
 
-    from facial_keypoints.checkpoint import load_checkpoint, model_from_checkpoint
-    from facial_keypoints.engine import make_loader
+    from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from facial_keypoints.evaluation.engine import make_loader
     from facial_keypoints.training.command import build_parser, main as train, make_loss
     from facial_keypoints.training.data import training_sets
     from facial_keypoints.training.loop import validate
-    from facial_keypoints.transforms import eval_transform
+    from facial_keypoints.data.transforms import eval_transform
     root, _ = synthetic_root
     gen = load_script("stage3", "gen_train_test")
     assert gen.main(["--data-root", str(root), "--out-dir", str(tmp_path / "lists"), "--test-fraction", "0.3"]) == 0

@@ -10,8 +10,9 @@ from PIL import Image
 
 from facial_keypoints.api import FaceLandmarker
 from facial_keypoints.cli import main as cli
-from facial_keypoints.smoothing import OneEuroFilter
-from facial_keypoints.video import annotate_video, read_frames
+from facial_keypoints.video.smoothing import OneEuroFilter
+from facial_keypoints.video.annotate import annotate_video
+from facial_keypoints.video.frames import read_frames
 
 TWO_FACES, ONE_FACE = "I/000010.jpg", "II/004002.jpg"
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from facial_keypoints.checkpoint import make_checkpoint, save_checkpoint
-from facial_keypoints.models import create_model
+from facial_keypoints.models.checkpoint import make_checkpoint, save_checkpoint
+from facial_keypoints.models.networks import create_model
 from facial_keypoints.training.command import make_loss
 from facial_keypoints.training.loss import TrainingLoss, labels_total, total
 from facial_keypoints.training.losses import KeypointLoss, feature_mse, heatmap_kl

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..keypoints import FLIP_INDEX
+from facial_keypoints.keypoints import FLIP_INDEX
 
 
 def _uniform(low: float, high: float) -> float:
@@ -266,7 +266,7 @@ def add_augmentation_arguments(parser) -> None:
 
 def train_transform(args, config):
     """The training transform the augmentation flags describe (then Normalize/ScaleToUnit and ToTensor)."""
-    from ..transforms import Compose, eval_transform
+    from facial_keypoints.data.transforms import Compose, eval_transform
     steps = []
     if not args.no_augment:
         if args.flip > 0:

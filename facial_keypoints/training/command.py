@@ -16,20 +16,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, load_model
-from ..engine import select_device
-from ..errors import USER_ERRORS, Terminated, terminate_as_interrupt
-from ..lists import resolve_data_root
-from ..models import MODELS, count_parameters, create_model, freeze, init_output
-from .augment import add_augmentation_arguments, train_transform
-from .data import list_settings, training_sets
-from .distributed import Distributed
-from .loop import NonFiniteLossError, Progress, fit
-from .loss import TrainingLoss
-from .losses import TeacherLoss
-from .run_folder import RunFolder, SaveDirectoryBusy, save_directory_lock
-from .schedules import add_schedule_arguments, make_scheduler
-from .weight_average import WeightAverage
+from facial_keypoints.models.checkpoint import CheckpointError, load_model
+from facial_keypoints.evaluation.engine import select_device
+from facial_keypoints.errors import USER_ERRORS, Terminated, terminate_as_interrupt
+from facial_keypoints.data.lists import resolve_data_root
+from facial_keypoints.models.networks import MODELS, count_parameters, create_model, freeze, init_output
+from facial_keypoints.training.augment import add_augmentation_arguments, train_transform
+from facial_keypoints.training.data import list_settings, training_sets
+from facial_keypoints.training.distributed import Distributed
+from facial_keypoints.training.loop import NonFiniteLossError, Progress, fit
+from facial_keypoints.training.loss import TrainingLoss
+from facial_keypoints.training.losses import TeacherLoss
+from facial_keypoints.training.run_folder import RunFolder, SaveDirectoryBusy, save_directory_lock
+from facial_keypoints.training.schedules import add_schedule_arguments, make_scheduler
+from facial_keypoints.training.weight_average import WeightAverage
 
 log = logging.getLogger("facial_keypoints")
 TWO_HEADED = "face_keypoints"

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..atomic import atomic_output
-from ..cache import load_crops
-from ..lists import recorded_sizes
+from facial_keypoints.atomic import atomic_output
+from facial_keypoints.data.crop_cache import load_crops
+from facial_keypoints.data.lists import recorded_sizes
 
 
 class CropPackError(ValueError):

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset import FaceCrops
-from ..labels import read_list
-from ..lists import split_by_photo
-from ..transforms import eval_transform
-from .crop_pack import read_pack
+from facial_keypoints.data.dataset import FaceCrops
+from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.lists import split_by_photo
+from facial_keypoints.data.transforms import eval_transform
+from facial_keypoints.training.crop_pack import read_pack
 
 log = logging.getLogger("facial_keypoints")
 

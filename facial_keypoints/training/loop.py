@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..engine import make_loader, model_outputs
-from .distributed import Distributed
-from .loss import TrainingLoss, labels_total, total
+from facial_keypoints.evaluation.engine import make_loader
+from facial_keypoints.outputs import KeypointOutput
+from facial_keypoints.training.distributed import Distributed
+from facial_keypoints.training.loss import TrainingLoss, labels_total, total
 
 log = logging.getLogger("facial_keypoints")
 
@@ -47,7 +48,7 @@ def train_one_epoch(model, loader, optimizer, loss: TrainingLoss, device, epoch:
         wait += time.perf_counter() - tick
         batch = to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
-        keypoints, logits = model_outputs(model, batch["image"])
+        keypoints, logits = KeypointOutput.of(model(batch["image"]))
         value = total(loss(keypoints, logits, batch))
         if not math.isfinite(value.item()):
             raise NonFiniteLossError(f"epoch {epoch}, batch {step}: the loss became {value.item()}; training "
@@ -74,7 +75,7 @@ def validate(model, loader, loss: TrainingLoss, device) -> dict:
     sums, count = {"loss": 0.0, "labels_loss": 0.0}, 0
     for batch in loader:
         batch = to_device(batch, device)
-        keypoints, logits = model_outputs(model, batch["image"])
+        keypoints, logits = KeypointOutput.of(model(batch["image"]))
         terms = loss(keypoints, logits, batch)
         n = batch["image"].shape[0]
         sums["loss"] += total(terms).item() * n

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .losses import KeypointLoss, TeacherLoss, trained_keypoints
+from facial_keypoints.training.losses import KeypointLoss, TeacherLoss, trained_keypoints
 
 LABEL_TERMS = ("keypoints", "face")
 

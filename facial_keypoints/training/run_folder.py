@@ -6,10 +6,10 @@ import csv
 import os
 from pathlib import Path
 
-from ..atomic import atomic_output
-from ..checkpoint import CheckpointError, load_checkpoint, make_checkpoint, on_cpu, save_checkpoint
-from ..plots import plot_loss_curves
-from .loop import Progress
+from facial_keypoints.atomic import atomic_output
+from facial_keypoints.models.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, on_cpu, save_checkpoint
+from facial_keypoints.evaluation.plots import plot_loss_curves
+from facial_keypoints.training.loop import Progress
 
 
 class SaveDirectoryBusy(RuntimeError):

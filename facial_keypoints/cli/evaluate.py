@@ -1,0 +1,79 @@
+"""``facial-keypoints evaluate`` (a model's metrics on label files or a list) and ``pack`` (a list's crops in one file)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from facial_keypoints.atomic import output_folder
+from facial_keypoints.runtime.loading import is_shipped
+
+
+def evaluation_dir(checkpoint) -> Path:
+    """Where ``evaluate`` writes its figure without ``--out``: beside the checkpoint, except for the
+    shipped models (their folder is no place for results): ./evaluation."""
+    return Path("evaluation") if is_shipped(checkpoint) else Path(checkpoint).resolve().parent
+
+
+def evaluate(args) -> int:
+    from facial_keypoints.evaluation.engine import select_device
+    from facial_keypoints.data.lists import records_from_labels
+    from facial_keypoints.evaluation.evaluate import face_metrics, predict_records
+    from facial_keypoints.data.labels import ParseStats, attach_face_boxes, read_list
+    from facial_keypoints.data.lists import resolve_data_root
+    from facial_keypoints.evaluation.metrics import classification_metrics, json_summary, summary_table
+    from facial_keypoints.evaluation.plots import plot_ced
+    from facial_keypoints.runtime.loading import load
+    out = output_folder(args.out or evaluation_dir(args.checkpoint))
+    if args.cache_dir is not None:
+        output_folder(args.cache_dir, "--cache-dir")
+    model, payload, backend = load(args.checkpoint, args.backend)
+    print(f"network: {args.checkpoint} ({backend})")
+    device = select_device(args.no_cuda or backend != "torch")
+    model.to(device)
+    config = payload["config"]
+    stats = ParseStats()
+    if args.list is not None:  # a list's expanded boxes, relative to the data root
+        root = resolve_data_root(None if args.data is None else str(args.data))
+        records = read_list(args.list)
+        attach_face_boxes(records, root)  # the labelled boxes, for nme_box
+        source = f"{args.list} ({sum(r.is_face for r in records)} faces)"
+    else:
+        if args.data is None:
+            raise ValueError("evaluate needs --data FOLDER (label.txt files) or --list FILE")
+        root = args.data
+        records = records_from_labels(args.data, config["expand_ratio"], skip_bad=args.skip_bad,
+                                      negative=args.negative, stats=stats)
+        source = f"{args.data} ({stats.summary()})"
+    if not records:
+        raise ValueError(f"no usable faces under {args.data} ({stats.summary()})")
+    result = predict_records(model, config, records, root, device, batch_size=args.batch_size,
+                             cache_dir=args.cache_dir, progress=not args.no_progress)
+    metrics = face_metrics(records, result)
+    extra = {}
+    if result["face_prob"] is not None and not all(r.is_face for r in records):
+        threshold = float(config.get("face_threshold", 0.5))
+        c = extra["classifier"] = dict(classification_metrics([r.is_face for r in records], result["face_prob"],
+                                                              threshold), threshold=threshold)
+    ced = plot_ced({f"{config['arch']} on {args.list or args.data}": metrics["nme_io_per_face"]}, out / "ced.png")
+    print(summary_table(metrics, f"{args.checkpoint} on {source}"))
+    if extra:
+        print(f"face/non-face on {c['samples']} crops at face probability >= {threshold:.2f}: accuracy "
+              f"{c['accuracy']:.2f}%, face recall {c['face_recall']:.2f}%, non-face recall {c['non_face_recall']:.2f}% "
+              "(keypoint metrics above: faces only)")
+    print(f"cumulative error curve: {ced}")
+    print(json.dumps(json_summary(metrics, checkpoint=str(args.checkpoint), backend=backend,
+                                  data=str(args.list or args.data), label_counts=dict(stats.counts), **extra)))
+    return 0
+
+
+def pack(args) -> int:
+    from facial_keypoints.data.labels import read_list
+    from facial_keypoints.data.lists import resolve_data_root
+    from facial_keypoints.training.crop_pack import write_pack
+    if args.cache_dir is not None:
+        output_folder(args.cache_dir, "--cache-dir")
+    records = read_list(args.list)
+    path = write_pack(args.out, records, resolve_data_root(args.data_root), args.input_size, args.cache_dir,
+                      progress=not args.no_progress, jpeg_quality=args.quality)
+    print(f"packed the {len(records)} crops of {args.list} into {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0

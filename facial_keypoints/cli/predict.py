@@ -1,0 +1,159 @@
+"""``facial-keypoints predict``: photos and videos to JSON and drawings, or a collection to JSON lines
+(worker processes, Ray), through ``FaceLandmarker``."""
+from __future__ import annotations
+
+import os
+import sys
+
+from facial_keypoints.atomic import output_folder
+from facial_keypoints.cli.model_files import writable_output
+from facial_keypoints.errors import Terminated
+
+
+def predict(args) -> int:
+    """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
+    from facial_keypoints.api import FaceLandmarker
+    from facial_keypoints.data.images import naming, open_photo
+    from facial_keypoints.cli.outputs import find_photos, output_stems, write_outputs
+    from facial_keypoints.media import is_video
+    for folder in (p for p in args.paths if p.is_dir()):
+        if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
+            raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
+    photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
+    if args.camera is not None:
+        photos.append(args.camera)
+    if not photos:
+        raise FileNotFoundError(f"no photos or videos under {' '.join(map(str, args.paths))}")
+    if args.ray:
+        return predict_ray(photos, args)
+    if args.parquet is not None or args.ray_address is not None:
+        raise ValueError("--parquet and --ray-address are for --ray")
+    if args.jsonl is not None:
+        return predict_jsonl(photos, args)
+    if args.workers:
+        raise ValueError("--workers runs with --jsonl FILE (one line per photo); without it predict runs in one "
+                         "process")
+    output_folder(args.out)
+    landmarker = FaceLandmarker(**landmarker_settings(args, args.threads))
+    print(f"network: {landmarker.checkpoint} ({landmarker.backend}); face detector: {landmarker.detector_name}")
+    failed = 0
+    for path, stem in zip(photos, output_stems(photos, args.out)):
+        if is_video(path):
+            failed += predict_video(landmarker, path, args, stem)
+            continue
+        try:
+            image = open_photo(path)
+            result = landmarker.process(image)
+        except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
+            print(f"error: {naming(path, error)} (skipped)", file=sys.stderr)
+            failed += 1
+            continue
+        record = result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
+        try:
+            json_path, image_path = write_outputs(args.out, stem, image, result, record)
+        except OSError as error:  # a full disk or a read-only folder: no later photo would fare better
+            print(f"error: cannot write {error.filename or args.out / stem}: {error.strerror or error}; "
+                  "stopped (every file written so far is whole)", file=sys.stderr)
+            return 1
+        print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
+              f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
+    if failed:
+        print(f"{failed} of {len(photos)} photo(s) and video(s) could not be processed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def landmarker_settings(args, threads: int | None) -> dict:
+    """``FaceLandmarker``'s arguments from predict's flags (workers and actors load their own model)."""
+    return dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=threads,
+                face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
+                detect_max_side=args.detect_max_side)
+
+
+def predict_jsonl(photos: list, args) -> int:
+    """Photos to one JSON-lines file, resumable, on ``--workers`` processes (``bulk``)."""
+    from facial_keypoints.bulk.jsonl import JsonlWriter, done_photos, photo_key
+    from facial_keypoints.bulk.workers import WorkerDied, annotate, check_memory
+    from facial_keypoints.media import is_video
+    videos = [p for p in photos if is_video(p)]
+    if videos:
+        raise ValueError(f"--jsonl is for photos; {videos[0]} is a video (predict it without --jsonl)")
+    check_memory(args.workers)
+    writer, counts = JsonlWriter(writable_output(args.jsonl)), {}  # the file's lock: one run per file
+    try:
+        done = {photo_key(image) for image in done_photos(args.jsonl)}
+        todo = [p for p in photos if photo_key(p) not in done]
+        if not todo:
+            print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
+            return 0
+        threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
+        print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
+              f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
+        annotate(todo, writer, landmarker_settings(args, threads), workers=args.workers,
+                 progress=not args.no_progress, counts=counts, recycle_after=args.recycle_after)
+    except WorkerDied as error:
+        print(f"error: {error}; stopped with {counts['written']} photo(s) written to {args.jsonl}; the same "
+              "command goes on from there", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk: no later photo would fare better
+        print(f"error: cannot write {args.jsonl}: {error.strerror or error}; stopped with "
+              f"{counts.get('written', 0)} photo(s) written, each line whole; the same command goes on from there",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: {counts.get('written', 0)} "
+              f"photo(s) written to {args.jsonl}, each line whole; the same command goes on from there",
+              file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
+    finally:
+        writer.close()
+    print(f"{counts['written']} photo(s) written to {args.jsonl}"
+          + (f"; {counts['failed']} could not be processed" if counts["failed"] else ""))
+    return 1 if counts["failed"] else 0
+
+
+def predict_ray(photos: list, args) -> int:
+    """Photos through a pool of Ray actors (``ray_predict``), to --jsonl FILE or --parquet FOLDER."""
+    from facial_keypoints.media import is_video
+    try:
+        from facial_keypoints.bulk.ray_predict import predict_with_ray
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("--ray needs Ray Data: pip install '.[ray]'") from None
+    if any(is_video(p) for p in photos):
+        raise ValueError("--ray is for photos; predict videos without it")
+    if (args.jsonl is None) == (args.parquet is None):
+        raise ValueError("--ray writes to --jsonl FILE or to --parquet FOLDER: give one")
+    workers = args.workers or max(1, os.cpu_count() or 1)
+    settings = landmarker_settings(args, args.threads or 1)
+    output = args.jsonl if args.jsonl is not None else args.parquet
+    counts = predict_with_ray(photos, settings, jsonl=args.jsonl and writable_output(args.jsonl),
+                              parquet=args.parquet, workers=workers, address=args.ray_address,
+                              progress=not args.no_progress, recycle_after=args.recycle_after)
+    print(f"{counts['written']} photo(s) written to {output} by {workers} Ray actor(s)"
+          + (f", {counts['skipped']} already there" if counts["skipped"] else "")
+          + (f"; {counts['failed']} could not be processed" if counts["failed"] else ""))
+    return 1 if counts["failed"] else 0
+
+
+def predict_video(landmarker, source, args, stem: str) -> int:
+    """One video (or camera) through a ``FaceTracker``: STEM.jsonl, STEM.mp4 (and STEM.csv); 1 if it failed, else 0."""
+    from facial_keypoints.video.annotate import annotate_video
+    tracker = landmarker.track(detect_every=args.detect_every, smooth=not args.no_smooth,
+                               min_cutoff=args.min_cutoff, beta=args.beta)
+    try:
+        counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress, csv=args.csv)
+    except KeyboardInterrupt as interrupt:
+        print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: the frames done so far are "
+              f"in {args.out / stem}.jsonl and .mp4{' and .csv' if args.csv else ''}", file=sys.stderr)
+        raise SystemExit(143 if isinstance(interrupt, Terminated) else 130) from None
+    except Exception as error:  # noqa: BLE001 - one video's failure must not stop the rest
+        from facial_keypoints.data.images import naming
+        print(f"error: {naming(source, error)} (skipped)", file=sys.stderr)
+        return 1
+    if counts["letterboxed"]:
+        print(f"note: {source}: {counts['letterboxed']} frame(s) of another size than the first were letterboxed "
+              f"into its size in {counts['video']} (their points in the JSON lines are in their own pixels)")
+    print(f"{source}: {counts['frames']} frames, {counts['faces']} faces, the detector on {counts['detections']}, "
+          f"{counts['frames'] / max(counts['seconds'], 1e-9):.1f} frames/s -> {counts['jsonl']}, {counts['video']}"
+          + (f", {counts['csv']}" if args.csv else ""))
+    return 0

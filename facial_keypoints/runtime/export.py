@@ -1,0 +1,44 @@
+"""ONNX files of a checkpoint: the float export, stamped with the checkpoint it was made from.
+
+This module only writes files; ``runtime`` loads them.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from facial_keypoints.atomic import atomic_output
+from facial_keypoints.outputs import KeypointOutput
+from facial_keypoints.runtime.loading import SOURCE_KEY, file_sha256
+
+
+def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int = 17) -> Path:
+    """Write ``model`` as ONNX with a dynamic batch axis (outputs: keypoints, and face logits if present)."""
+    model = model.eval().cpu()
+    example = torch.zeros(2, 1, input_size, input_size)
+    with torch.no_grad():
+        outputs = KeypointOutput.of(model(example)).names()  # the graph's outputs are named as its fields
+    path = Path(path)
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript;
+        # it still exports these convolutional nets exactly (checked by tests/test_export.py).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, example, tmp, input_names=["image"], output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
+                          opset_version=opset, dynamo=False)
+    return path
+
+
+def stamp_source(onnx_path, checkpoint) -> None:
+    """Record ``checkpoint``'s SHA-256 in the ONNX model's metadata (the graph is untouched), so the
+    loader (``runtime.find_onnx``) runs it only for that very checkpoint."""
+    import onnx
+    model = onnx.load(str(onnx_path))
+    kept = [p for p in model.metadata_props if p.key != SOURCE_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=SOURCE_KEY, value=file_sha256(checkpoint))
+    with atomic_output(Path(onnx_path)) as partial:
+        onnx.save(model, str(partial))

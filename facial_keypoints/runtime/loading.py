@@ -1,0 +1,141 @@
+"""From a checkpoint to a runnable network: the one place that loads a model, for torch, ONNX and int8 alike.
+
+A checkpoint (``NAME.pt``: weights and config, ``checkpoint.py``) may have ONNX files made from it:
+``NAME.onnx`` by ``facial-keypoints export`` and ``NAME.int8.onnx`` by ``facial-keypoints quantize``.
+Each records the SHA-256 of the checkpoint it was made from, so a stale one (the checkpoint was
+retrained or replaced since) is never run.  They lie beside the checkpoint, or in the user cache
+(``derived_path``) where the checkpoint is one of the models shipped inside the package, which no
+command writes to.  Loading never exports: a missing file is an error that names the command that
+makes it.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from facial_keypoints.outputs import KeypointOutput
+from facial_keypoints.weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
+
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+SUFFIXES = {"onnx": ".onnx", "onnx-int8": ".int8.onnx"}
+MAKERS = {"onnx": "export", "onnx-int8": "quantize"}
+SOURCE_KEY = "checkpoint_sha256"  # ONNX metadata: which checkpoint the file was made from
+OPSETS = (11, 23)  # the ONNX opsets export offers: torch's exporter stops at 23, and 11 has every op our nets use
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def is_shipped(checkpoint) -> bool:
+    """Whether ``checkpoint`` is one of the models inside the package (read-only to every command)."""
+    return Path(checkpoint).resolve().parent == WEIGHTS_DIR
+
+
+def derived_path(checkpoint, backend: str) -> Path:
+    """Where ``export`` (backend ``onnx``) or ``quantize`` (``onnx-int8``) writes by default: beside the
+    checkpoint, or for a shipped model in the user cache, under the checkpoint's hash."""
+    checkpoint = Path(checkpoint)
+    name = checkpoint.stem + SUFFIXES[backend]
+    if is_shipped(checkpoint):
+        from facial_keypoints.data.crop_cache import default_cache_dir
+        return default_cache_dir() / "models" / file_sha256(checkpoint)[:16] / name
+    return checkpoint.with_name(name)
+
+
+def made_from(onnx_path, checkpoint) -> bool:
+    """Whether the ONNX file records ``checkpoint``'s SHA-256 (``export.stamp_source`` wrote it)."""
+    import sys
+
+    import onnx
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends: not a model of ours
+        print(f"warning: {onnx_path} is not a readable ONNX model ({type(error).__name__}); not used",
+              file=sys.stderr)
+        return False
+    props = {p.key: p.value for p in model.metadata_props}
+    return props.get(SOURCE_KEY) == file_sha256(checkpoint)
+
+
+def find_onnx(checkpoint, backend: str) -> Path | None:
+    """The ``backend`` file of ``checkpoint`` (beside it, then in the user cache) made from this very checkpoint."""
+    checkpoint = Path(checkpoint)
+    for path in dict.fromkeys([checkpoint.with_name(checkpoint.stem + SUFFIXES[backend]),
+                               derived_path(checkpoint, backend)]):
+        if path.is_file() and made_from(path, checkpoint):
+            return path
+    return None
+
+
+def resolve_backend(checkpoint, backend: str = "auto") -> str:
+    """``auto``: the int8 model when one made from the checkpoint exists (the shipped model has one),
+    else the float ONNX model when one exists, else torch.  A named backend is returned as it is."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    for candidate in ("onnx-int8", "onnx"):
+        if find_onnx(checkpoint, candidate) is not None:
+            return candidate
+    return "torch"
+
+
+class OnnxModel:
+    """Callable like the torch model on a (N, 1, H, W) tensor, backed by ONNX Runtime; ``run_arrays`` for NumPy."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        # No busy-waiting between runs: in whole-photo predict the torch face detector
+        # runs between our calls, and spinning ORT threads would take its cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def eval(self):
+        return self
+
+    def to(self, device):
+        return self
+
+    def __call__(self, images):
+        import torch
+        return KeypointOutput(*(None if value is None else torch.from_numpy(value)
+                                for value in self.run_arrays(images.detach().cpu().numpy())))
+
+    def run_arrays(self, images: np.ndarray) -> KeypointOutput:
+        """The outputs for an (N, 1, H, W) float32 array, as arrays, by name."""
+        values = self.session.run(self.outputs, {"image": np.ascontiguousarray(images, dtype=np.float32)})
+        return KeypointOutput.from_named(dict(zip(self.outputs, values)))
+
+
+def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
+    """``(network, payload, backend)`` for ``checkpoint`` (default: the shipped model).
+
+    ``network`` is a torch module in eval mode or an ``OnnxModel``; ``payload`` the checkpoint
+    (its ``config``: architecture, input size, crop expansion, face threshold); ``backend`` the
+    one ``auto`` resolved to.
+    """
+    from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
+    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    payload = load_checkpoint(checkpoint)
+    backend = resolve_backend(checkpoint, backend)
+    if backend == "torch":
+        if threads:
+            import torch
+            torch.set_num_threads(threads)
+        return model_from_checkpoint(payload, checkpoint).eval(), payload, backend
+    path = find_onnx(checkpoint, backend)
+    if path is None:
+        raise FileNotFoundError(
+            f"no {backend} model made from {checkpoint} (beside it, or in the user cache): make one with "
+            f"facial-keypoints {MAKERS[backend]} --checkpoint {checkpoint}"
+            + (" --list LIST" if backend == "onnx-int8" else ""))
+    return OnnxModel(path, threads), payload, backend

@@ -1,0 +1,147 @@
+"""Keypoints on whole photos: face detector -> crops -> one network (keypoints + face/non-face) -> faces.
+
+``PhotoPredictor`` holds the pieces; ``predict_photo`` returns one photo's
+result as plain data, with the time each step took (decode is the caller's).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from facial_keypoints.geometry import BoxError, box_from_keypoints, expand_box
+from facial_keypoints.runtime.face_detectors import detect_faces
+from facial_keypoints.data.images import open_photo
+from facial_keypoints.runtime.keypoint_runner import KeypointRunner
+from facial_keypoints.keypoints import POINT_NAMES
+
+@dataclass
+class Face:
+    """One face in a photo; every coordinate is in the photo's own pixels."""
+
+    box: np.ndarray          # (4,) float: x1 y1 x2 y2, the face box (the labels' convention)
+    score: float             # the network's face probability (the detector's score for keypoint-only models)
+    keypoints: np.ndarray    # (21, 2) float32, in the order of keypoints.POINT_NAMES
+    detector_score: float    # the face detector's own confidence in the candidate
+    crop_box: np.ndarray     # (4,) the expanded box the network saw
+    is_face: bool = True     # score >= the face threshold (False: a rejected candidate)
+
+    def as_json(self) -> dict:
+        return {"box": [round(float(v), 1) for v in self.box],
+                "score": round(self.score, 4),
+                "detector_score": round(self.detector_score, 4),
+                "keypoints": {name: [round(float(x), 1), round(float(y), 1)]
+                              for name, (x, y) in zip(POINT_NAMES, self.keypoints)}}
+
+
+@dataclass
+class PhotoResult:
+    width: int
+    height: int
+    faces: list[Face] = field(default_factory=list)
+    timings_ms: dict = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> list[Face]:
+        return [f for f in self.faces if f.is_face]
+
+    def as_json(self, image: str, model: str, detector: str) -> dict:
+        return {"image": image, "width": self.width, "height": self.height, "model": model, "detector": detector,
+                "faces": [f.as_json() for f in self.accepted],
+                "rejected": [{k: v for k, v in f.as_json().items() if k != "keypoints"}
+                             for f in self.faces if not f.is_face],
+                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
+
+
+def face_threshold_of(config: dict) -> float:
+    """The face-probability cut a checkpoint stores (``config["face_threshold"]``), else 0.5."""
+    return float(config.get("face_threshold", 0.5))
+
+
+class PhotoPredictor:
+    """Candidate boxes from ``detector``, kept where the network's face probability >= ``face_threshold``
+    (default: the checkpoint's ``face_threshold``, else 0.5).
+
+    ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
+    checkpoint's (input size, expansion ratio, normalisation).  Photos larger
+    than ``detect_max_side`` (None: the detector's own) are shrunk for the detector only; crops always come
+    from the full-resolution photo.
+    """
+
+    def __init__(self, model, config: dict, detector, face_threshold: float | None = None,
+                 detect_max_side: int | None = None, refine: bool = True):
+        self.model, self.config, self.detector = model, config, detector
+        self.runner = KeypointRunner(model, config)
+        self.face_threshold = face_threshold if face_threshold is not None else face_threshold_of(config)
+        self.detect_max_side = detect_max_side
+        self.refine = refine
+
+    def predict_photo(self, image: Image.Image) -> PhotoResult:
+        """Detect, then crop and run the network on every candidate.
+
+        With ``refine`` (the default) each candidate is cropped a second time, from
+        the box its first keypoints imply (``geometry.box_from_keypoints``), and run
+        again: the detector frames faces its own way (and turned faces badly), while
+        the network was trained on crops of the labelled boxes (benchmarks/validation.py
+        reports the validation photos' recall with and without it).
+        """
+        width, height = image.size
+        result = PhotoResult(width, height)
+        timings = result.timings_ms
+
+        started = time.perf_counter()
+        detections = detect_faces(self.detector, image, self.detect_max_side)
+        timings["detector"] = (time.perf_counter() - started) * 1e3
+
+        started = time.perf_counter()
+        gray = np.asarray(image.convert("L"))
+        timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; run_boxes adds the cutting
+        boxes, scores = detections.boxes, detections.scores
+        kept, crop_boxes, points, face_prob = self.run_boxes(gray, boxes, timings)
+        boxes, scores = boxes[kept], scores[kept]
+        if self.refine and len(boxes):
+            boxes = box_from_keypoints(points)
+            again, crop_boxes, points, face_prob = self.run_boxes(gray, boxes, timings)
+            boxes, scores = boxes[again], scores[again]
+        if face_prob is None:  # a keypoints-only model: the detector's score decides
+            face_prob = scores
+        for i in range(len(boxes)):
+            result.faces.append(Face(boxes[i], float(face_prob[i]), points[i].astype(np.float32), float(scores[i]),
+                                     crop_boxes[i], bool(face_prob[i] >= self.face_threshold)))
+        return result
+
+    def run_boxes(self, gray: np.ndarray, boxes: np.ndarray, timings: dict):
+        """Crops of ``boxes`` through the network: (indices of the usable boxes, crop boxes, points, face prob)."""
+        started = time.perf_counter()
+        height, width = gray.shape
+        kept, crop_boxes = [], []
+        for n, box in enumerate(boxes):
+            try:
+                crop_box = expand_box(box, self.config["expand_ratio"], width, height)
+            except BoxError:
+                continue  # a box wholly outside the photo
+            if crop_box[2] - crop_box[0] < 2 or crop_box[3] - crop_box[1] < 2:
+                continue
+            kept.append(n)
+            crop_boxes.append(crop_box)
+        crop_boxes = np.array(crop_boxes, dtype=np.float64).reshape(-1, 4)
+        batch = self.runner.crops(gray, crop_boxes) if len(crop_boxes) else None
+        timings["crops"] = timings.get("crops", 0.0) + (time.perf_counter() - started) * 1e3
+
+        started = time.perf_counter()
+        points, face_prob = np.zeros((0, len(POINT_NAMES), 2)), None
+        if batch is not None:
+            points, face_prob = self.runner.points_and_probability(batch, crop_boxes)
+        timings["network"] = timings.get("network", 0.0) + (time.perf_counter() - started) * 1e3
+        return np.array(kept, dtype=int), crop_boxes, points, face_prob
+
+    def predict_file(self, path) -> tuple[Image.Image, PhotoResult]:
+        """Read ``path`` (``open_photo``; ImageError if it cannot) and predict; timings start with the decode."""
+        started = time.perf_counter()
+        image = open_photo(path)
+        decode_ms = (time.perf_counter() - started) * 1e3
+        result = self.predict_photo(image)
+        result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+        return image, result

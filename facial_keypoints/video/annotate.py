@@ -1,0 +1,183 @@
+"""Video in, per-frame faces out: frames from OpenCV, a ``FaceTracker`` over them, JSON lines and a drawing.
+
+``annotate_video`` writes ``STEM.jsonl`` (one object per frame: ``{"frame", "time_s", "faces"}``,
+each face the photo JSON's fields plus its track ``id``) and ``STEM.mp4`` (the frames with the
+faces drawn), and with ``csv=True`` ``STEM.csv`` (one row per face per frame, for spreadsheets).
+All are written under temporary names and renamed when the video ends, or when the run is
+interrupted (Ctrl-C or SIGTERM), so what exists is always whole and what was processed is kept; a run
+that fails renames nothing, and an earlier result stays as it was.
+"""
+from __future__ import annotations
+
+import csv as csv_module
+import glob
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facial_keypoints.video.frames import read_frames
+from facial_keypoints.drawing import draw_faces
+
+def csv_header() -> list[str]:
+    """The columns of ``STEM.csv``: frame, time, track id, face score, box, then x and y of each point."""
+    from facial_keypoints.keypoints import POINT_NAMES
+    return ["frame", "time_s", "id", "score", "x1", "y1", "x2", "y2"] + [
+        f"{name}_{axis}" for name in POINT_NAMES for axis in ("x", "y")]
+
+
+def csv_row(index: int, time_s: float, record: dict) -> list:
+    """One face's row of ``STEM.csv`` from its JSON record (``TrackedFace.as_json``)."""
+    return [index, round(time_s, 4), record["id"], record["score"], *record["box"],
+            *(v for point in record["keypoints"].values() for v in point)]
+
+
+def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``rgb`` scaled to fit ``size`` (width, height) whole, centred on black: a frame of another size
+    in a stream whose video file has the first frame's size."""
+    import cv2
+    width, height = size
+    scale = min(width / rgb.shape[1], height / rgb.shape[0])
+    w, h = max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    canvas[top:top + h, left:left + w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+PARTIAL = ".partial."  # temporary outputs are .STEM.partial.PID.XXXX.SUFFIX until the video ends
+
+
+def remove_stale_partials(out_dir: Path, stem: str) -> None:
+    """Remove ``STEM``'s temporary outputs left by a run that was killed outright (its pid is gone)."""
+    for path in Path(out_dir).glob(glob.escape(f".{stem}{PARTIAL}") + "*"):
+        pid = path.name[len(f".{stem}{PARTIAL}"):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True, csv: bool = False) -> dict:
+    """Run ``tracker`` over every frame of ``source``; write ``STEM.jsonl``, ``STEM.mp4`` and, with
+    ``csv``, ``STEM.csv`` in ``out_dir``.
+
+    Returns counts (frames, faces, detector runs, frames letterboxed, seconds).  The files are written
+    under temporary names and renamed into place when the video ends.  On Ctrl-C (or SIGTERM) the frames
+    done so far are kept, renamed into place, and the KeyboardInterrupt goes on to the caller; on an
+    error (a full disk, a broken stream) nothing is renamed, so an earlier result stays as it was.
+
+    The mp4 has the first frame's size and the stream's nominal rate: frames of another size are
+    letterboxed into it, while their points in the JSON lines and the CSV stay in their own pixels.
+    """
+    import contextlib
+    import time
+
+    from tqdm import tqdm
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffixes = (".jsonl", ".mp4") + ((".csv",) if csv else ())
+    frames = read_frames(source)  # first: a video that cannot be opened leaves nothing behind
+    remove_stale_partials(out_dir, stem)
+    temporary = {}
+    try:
+        for suffix in suffixes:  # temporary names keep the real suffix: OpenCV picks the container by it
+            handle, temporary[suffix] = tempfile.mkstemp(prefix=f".{stem}{PARTIAL}{os.getpid()}.", suffix=suffix,
+                                                         dir=out_dir)
+            os.close(handle)
+    except BaseException:
+        _remove(temporary.values())
+        raise
+    counts = {"frames": 0, "faces": 0, "letterboxed": 0}
+    started = time.perf_counter()
+    bar = tqdm(desc=str(source), unit="frame", disable=not progress)
+    keep = False
+    try:
+        with contextlib.ExitStack() as stack:
+            lines = stack.enter_context(open(temporary[".jsonl"], "w"))
+            table = None
+            if csv:
+                table = csv_module.writer(stack.enter_context(open(temporary[".csv"], "w", newline="")))
+                table.writerow(csv_header())
+            drawing = stack.enter_context(_VideoWriter(temporary[".mp4"], frames.fps))
+            for index, time_s, rgb in frames:
+                _one_frame(tracker, index, time_s, rgb, lines, table, drawing, counts)
+                bar.update(1)
+        keep = True
+    except KeyboardInterrupt:  # the files closed whole above: keep what was done
+        keep = True
+        raise
+    finally:
+        bar.close()
+        paths = {suffix: out_dir / f"{stem}{suffix}" for suffix in suffixes}
+        if keep and counts["frames"]:
+            umask = os.umask(0)
+            os.umask(umask)
+            for suffix, tmp in temporary.items():
+                os.chmod(tmp, 0o666 & ~umask)  # as a plainly created file (mkstemp's are owner-only)
+                os.replace(tmp, paths[suffix])
+        else:
+            _remove(temporary.values())
+        counts.update(detections=tracker.detections, seconds=time.perf_counter() - started,
+                      **{suffix[1:].replace("mp4", "video"): str(path) for suffix, path in paths.items()})
+    return counts
+
+
+def _one_frame(tracker, index, time_s, rgb, lines, table, drawing, counts) -> None:
+    """Track one frame, and write its line, its CSV rows and its drawing."""
+    if drawing.size is not None and (rgb.shape[1], rgb.shape[0]) != drawing.size:
+        tracker.reset()  # another frame size: the tracks' boxes mean nothing in it
+    faces = tracker.update(rgb, time_s)
+    records = [face.as_json() for face in faces]
+    lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4), "faces": records}, allow_nan=False) + "\n")
+    if table is not None:
+        table.writerows(csv_row(index, time_s, record) for record in records)
+    image = Image.fromarray(rgb)
+    drawn = np.asarray(draw_faces(image, faces))
+    counts["letterboxed"] += drawing.write(drawn)
+    counts["frames"] += 1
+    counts["faces"] += len(faces)
+
+
+class _VideoWriter:
+    """OpenCV's mp4 writer, sized by the first frame; a frame of another size is letterboxed into it
+    (OpenCV would silently drop it). ``write`` returns 1 for a letterboxed frame, else 0."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps, self.size, self.writer = path, fps, None, None
+
+    def write(self, rgb: np.ndarray) -> int:
+        import cv2
+        if self.writer is None:
+            self.size = (rgb.shape[1], rgb.shape[0])
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            if not self.writer.isOpened():
+                raise OSError(f"cannot write the video {self.path}")
+        boxed = (rgb.shape[1], rgb.shape[0]) != self.size
+        self.writer.write(cv2.cvtColor(letterbox(rgb, self.size) if boxed else rgb, cv2.COLOR_RGB2BGR))
+        return int(boxed)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.writer is not None:
+            self.writer.release()
+            if os.path.getsize(self.path) == 0:  # OpenCV says nothing when its writes fail (a full disk)
+                raise OSError(28, "the video could not be written (is the disk full?)", self.path)
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
