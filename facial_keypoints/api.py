@@ -59,13 +59,10 @@ class FaceLandmarker:
             raise ValueError(f"face_threshold must be a probability in [0, 1], not {face_threshold}")
         if not isinstance(min_face, int) or min_face < MIN_FACE:
             raise ValueError(f"min_face must be a whole number of pixels, at least {MIN_FACE}, not {min_face}")
-        if threads:
-            import torch
-            torch.set_num_threads(threads)  # the detector is a torch model whichever backend runs the network
         self.network, payload, self.backend = load(checkpoint, backend, threads)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         self.config: dict = payload["config"]
-        face_detector = create_detector(detector, min_face=min_face)
+        face_detector = create_detector(detector, min_face=min_face, threads=threads)
         self.detector_name: str = face_detector.name
         self.predictor = PhotoPredictor(self.network, self.config, face_detector, face_threshold, detect_max_side,
                                          refine=refine)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
 
 class Compose:
@@ -77,6 +76,7 @@ class ToTensor:
 
     def __call__(self, sample: dict) -> dict:
         image = np.ascontiguousarray(sample["image"], dtype=np.float32)
+        import torch  # here, so that inference (crops_to_array) imports no torch
         sample["image"] = torch.from_numpy(image).unsqueeze(0)
         sample["keypoints"] = torch.from_numpy(np.ascontiguousarray(sample["keypoints"], np.float32).reshape(-1))
         sample["face"] = torch.tensor(float(sample["face"]))
@@ -108,6 +108,7 @@ def crops_to_array(crops, normalize: bool = True) -> np.ndarray:
     return batch
 
 
-def crops_to_batch(crops, normalize: bool = True) -> torch.Tensor:
+def crops_to_batch(crops, normalize: bool = True):
     """``crops_to_array`` as a torch tensor."""
+    import torch
     return torch.from_numpy(crops_to_array(crops, normalize))

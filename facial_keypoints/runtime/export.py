@@ -11,7 +11,7 @@ import torch
 
 from facial_keypoints.atomic import atomic_output
 from facial_keypoints.outputs import KeypointOutput
-from facial_keypoints.runtime.loading import SOURCE_KEY, file_sha256
+from facial_keypoints.runtime.loading import CONFIG_KEY, SOURCE_KEY, file_sha256
 
 
 def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int = 17) -> Path:
@@ -32,13 +32,21 @@ def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int 
 
 
 def stamp_source(onnx_path, checkpoint) -> None:
-    """Record ``checkpoint``'s SHA-256 in the ONNX model's metadata (the graph is untouched), so the
-    loader (``runtime.find_onnx``) runs it only for that very checkpoint."""
+    """Record ``checkpoint``'s SHA-256 and its settings (the config, as JSON) in the ONNX model's metadata
+    (the graph is untouched): the loader (``loading.find_onnx``) runs it only for that very checkpoint,
+    and without torch."""
+    import json
+
     import onnx
+
+    from facial_keypoints.models.checkpoint import json_safe, load_checkpoint
     model = onnx.load(str(onnx_path))
-    kept = [p for p in model.metadata_props if p.key != SOURCE_KEY]
+    stamps = {SOURCE_KEY: file_sha256(checkpoint),
+              CONFIG_KEY: json.dumps(json_safe(load_checkpoint(checkpoint)["config"]))}
+    kept = [p for p in model.metadata_props if p.key not in stamps]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    model.metadata_props.add(key=SOURCE_KEY, value=file_sha256(checkpoint))
+    for key, value in stamps.items():
+        model.metadata_props.add(key=key, value=value)
     with atomic_output(Path(onnx_path)) as partial:
         onnx.save(model, str(partial))

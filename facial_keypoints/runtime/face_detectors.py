@@ -49,12 +49,15 @@ class MtcnnDetector:
     to_label = MTCNN_TO_LABEL
     max_side = 1280  # photos are shrunk to this side first (detect_faces, below)
 
-    def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6)):
+    def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6), threads: int | None = None):
         try:
+            import torch
             from facenet_pytorch import MTCNN
         except ImportError as error:  # a clear message, not a traceback from deep inside
             raise ImportError("the mtcnn face detector needs facenet-pytorch (pip install -r requirements.txt)") \
                 from error
+        if threads:
+            torch.set_num_threads(threads)
         self.net = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), device="cpu",
                          post_process=False, select_largest=False)
         self.min_face = min_face
@@ -74,7 +77,7 @@ class HaarDetector:
     to_label = (0.0, 0.0, 1.0, 1.0)  # its boxes are used as they are
     max_side = 1280
 
-    def __init__(self, min_face: int = 40):
+    def __init__(self, min_face: int = 40, threads: int | None = None):
         import cv2
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(path)
@@ -101,7 +104,7 @@ class YuNetDetector:
 
     to_label = YUNET_TO_LABEL
 
-    def __init__(self, min_face: int = 40, threshold: float = 0.3):
+    def __init__(self, min_face: int = 40, threshold: float = 0.3, threads: int | None = None):
         try:
             import yuface
         except ImportError as error:

@@ -11,6 +11,7 @@ makes it.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,19 +46,30 @@ def derived_path(checkpoint, backend: str) -> Path:
     return checkpoint.with_name(name)
 
 
-def made_from(onnx_path, checkpoint) -> bool:
-    """Whether the ONNX file records ``checkpoint``'s SHA-256 (``export.stamp_source`` wrote it)."""
+CONFIG_KEY = "config"  # ONNX metadata: the checkpoint's settings as JSON, so no torch is needed to run it
+
+
+def onnx_metadata(onnx_path) -> dict | None:
+    """The ONNX file's metadata ({key: text}), read through ONNX Runtime; None (and a warning naming the
+    file) where the file is not a readable ONNX model."""
     import sys
 
-    import onnx
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the header is wanted
     try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends: not a model of ours
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - ONNX Runtime's own errors: not a model of ours
         print(f"warning: {onnx_path} is not a readable ONNX model ({type(error).__name__}); not used",
               file=sys.stderr)
-        return False
-    props = {p.key: p.value for p in model.metadata_props}
-    return props.get(SOURCE_KEY) == file_sha256(checkpoint)
+        return None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def made_from(onnx_path, checkpoint) -> bool:
+    """Whether the ONNX file records ``checkpoint``'s SHA-256 (``export.stamp_source`` wrote it)."""
+    metadata = onnx_metadata(onnx_path)
+    return metadata is not None and metadata.get(SOURCE_KEY) == file_sha256(checkpoint)
 
 
 def find_onnx(checkpoint, backend: str) -> Path | None:
@@ -98,6 +110,8 @@ class OnnxModel:
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        recorded = self.session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
+        self.config: dict | None = json.loads(recorded) if recorded else None  # the checkpoint's settings
 
     def eval(self):
         return self
@@ -119,15 +133,19 @@ class OnnxModel:
 def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
     """``(network, payload, backend)`` for ``checkpoint`` (default: the shipped model).
 
-    ``network`` is a torch module in eval mode or an ``OnnxModel``; ``payload`` the checkpoint
-    (its ``config``: architecture, input size, crop expansion, face threshold); ``backend`` the
-    one ``auto`` resolved to.
+    ``network`` is a torch module in eval mode or an ``OnnxModel``; ``payload`` the checkpoint, or for an
+    ONNX file that records them only its settings (``{"config": ...}``: architecture, input size, crop
+    expansion, face threshold), so that the shipped model runs without torch; ``backend`` the one
+    ``auto`` resolved to.
     """
-    from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
     checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    payload = load_checkpoint(checkpoint)
+    if not checkpoint.is_file():
+        from facial_keypoints.errors import CheckpointError
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
     backend = resolve_backend(checkpoint, backend)
     if backend == "torch":
+        from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
+        payload = load_checkpoint(checkpoint)
         if threads:
             import torch
             torch.set_num_threads(threads)
@@ -138,4 +156,8 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
             f"no {backend} model made from {checkpoint} (beside it, or in the user cache): make one with "
             f"facial-keypoints {MAKERS[backend]} --checkpoint {checkpoint}"
             + (" --list LIST" if backend == "onnx-int8" else ""))
-    return OnnxModel(path, threads), payload, backend
+    model = OnnxModel(path, threads)
+    if model.config is not None:
+        return model, {"config": model.config}, backend
+    from facial_keypoints.models.checkpoint import load_checkpoint  # a file made before settings were recorded
+    return model, load_checkpoint(checkpoint), backend
