@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.data.labels import read_list  # noqa: E402
+from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

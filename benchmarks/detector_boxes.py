@@ -12,7 +12,8 @@ from PIL import Image
 
 from facial_keypoints.geometry import iou, match_boxes
 from facial_keypoints.data.images import open_photo
-from facial_keypoints.data.labels import read_labels, read_list
+from facial_keypoints.data.labels import read_labels
+from facial_keypoints.data.list_files import read_list
 from facial_keypoints.data.lists import blank_faces, split_by_photo
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,12 +36,12 @@ import torch
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.data.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.data.list_files import attach_face_boxes  # noqa: E402
 from facial_keypoints.runtime.face_detectors import adjust_boxes  # noqa: E402
 from facial_keypoints.geometry import iou  # noqa: E402
 from facial_keypoints.data.images import load_gray  # noqa: E402
 from facial_keypoints.runtime.keypoint_runner import KeypointRunner  # noqa: E402
-from facial_keypoints.data.labels import read_list  # noqa: E402
+from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 from facial_keypoints.evaluation.metrics import point_errors  # noqa: E402
 from facial_keypoints.runtime.loading import find_onnx, load  # noqa: E402

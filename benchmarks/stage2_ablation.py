@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 from common import append_row, machine, ms_per_face, read_rows  # noqa: E402  (benchmarks/common.py, beside this file)
 
 from facial_keypoints.models.checkpoint import load_checkpoint, load_model  # noqa: E402
-from facial_keypoints.data.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.data.list_files import attach_face_boxes  # noqa: E402
 from facial_keypoints.evaluation.evaluate import face_metrics, predict_records  # noqa: E402
 from facial_keypoints.data.generate import add_list_arguments, generate_lists  # noqa: E402
-from facial_keypoints.data.labels import read_list  # noqa: E402
+from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.models.networks import count_parameters  # noqa: E402
 from facial_keypoints.evaluation.plots import plot_ced  # noqa: E402
 

@@ -31,11 +31,12 @@ import torch
 
 from common import machine  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.data.labels import attach_face_boxes  # noqa: E402
+from facial_keypoints.data.list_files import attach_face_boxes  # noqa: E402
 from facial_keypoints.evaluation.evaluate import face_metrics, predict_records  # noqa: E402
 from facial_keypoints.runtime.face_detectors import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
-from facial_keypoints.data.labels import read_labels, read_list  # noqa: E402
+from facial_keypoints.data.labels import read_labels
+from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root, split_by_photo  # noqa: E402
 from facial_keypoints.runtime.photos import PhotoPredictor, face_threshold_of  # noqa: E402
 from facial_keypoints.runtime.loading import BACKENDS, load  # noqa: E402

@@ -37,7 +37,8 @@ from common import machine, write_table  # noqa: E402  (benchmarks/common.py, be
 from facial_keypoints.api import FaceLandmarker  # noqa: E402
 from facial_keypoints.geometry import iou  # noqa: E402
 from facial_keypoints.keypoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER  # noqa: E402
-from facial_keypoints.data.labels import read_labels, read_list  # noqa: E402
+from facial_keypoints.data.labels import read_labels
+from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root, split_by_photo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

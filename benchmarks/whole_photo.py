@@ -34,7 +34,8 @@ from common import machine, write_table  # noqa: E402  (benchmarks/common.py, be
 
 from facial_keypoints.runtime.face_detectors import create_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
-from facial_keypoints.data.labels import read_labels, read_list  # noqa: E402
+from facial_keypoints.data.labels import read_labels
+from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.data.lists import blank_faces, resolve_data_root  # noqa: E402
 from facial_keypoints.evaluation.metrics import keypoint_metrics  # noqa: E402
 from facial_keypoints.data.images import open_photo  # noqa: E402

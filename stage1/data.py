@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import Compose
 
-from facial_keypoints.data.labels import read_list  # parses each line and names the one that is wrong
+from facial_keypoints.data.list_files import read_list  # parses each line and names the one that is wrong
 from facial_keypoints.data.lists import check_photo_size, resolve_data_root
 from facial_keypoints.drawing import draw_points, grid
 

@@ -29,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from facial_keypoints.models.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
-from facial_keypoints.data.labels import LabelError, attach_face_boxes, read_list
+from facial_keypoints.data.labels import LabelError
+from facial_keypoints.data.list_files import attach_face_boxes, read_list
 from facial_keypoints.data.lists import resolve_data_root, split_by_photo
 from facial_keypoints.evaluation.metrics import json_summary, keypoint_metrics, summary_table
 from facial_keypoints.evaluation.plots import plot_ced, plot_loss_curves, prediction_sheet

@@ -21,7 +21,7 @@ from PIL import Image
 from torchvision.transforms import Compose
 
 from facial_keypoints.keypoints import FLIP_INDEX
-from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.list_files import read_list
 from facial_keypoints.data.lists import resolve_data_root
 from facial_keypoints.drawing import draw_points, grid
 

@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from facial_keypoints.models.checkpoint import load_checkpoint
-from facial_keypoints.models.networks import MODELS, create_model, init_output
-from facial_keypoints.models.networks import freeze as library_freeze
+from facial_keypoints.models.networks import MODELS, create_model, freeze as library_freeze, init_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for stage 1's files
 from stage1 import detector as stage1  # noqa: E402

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.list_files import read_list
 from facial_keypoints.data.lists import resolve_data_root
 from facial_keypoints.drawing import grid
 

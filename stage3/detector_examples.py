@@ -28,7 +28,8 @@ from tqdm import tqdm
 from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.runtime.face_detectors import create_detector
 from facial_keypoints.geometry import BoxError, expand_box, iou
-from facial_keypoints.data.labels import ListRecord, read_labels, read_list, write_list
+from facial_keypoints.data.labels import read_labels
+from facial_keypoints.data.list_files import ListRecord, read_list, write_list
 from facial_keypoints.data.lists import resolve_data_root
 from facial_keypoints.runtime.face_detectors import detect_faces
 from facial_keypoints.data.images import open_photo

@@ -12,7 +12,8 @@ from pathlib import Path
 from facial_keypoints.cli.arguments import finite_float, non_negative_int, positive_int
 from facial_keypoints.errors import run_reporting_errors
 from facial_keypoints.data.generate import verify_crops
-from facial_keypoints.data.labels import ParseStats, read_labels, write_list
+from facial_keypoints.data.labels import ParseStats, read_labels
+from facial_keypoints.data.list_files import write_list
 from facial_keypoints.data.lists import resolve_data_root
 from facial_keypoints.data.negatives import sample_non_faces
 

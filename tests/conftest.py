@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facial_keypoints.models.networks import CompactHeatmap, register
+from facial_keypoints.models.heatmap import CompactHeatmap
+
+from facial_keypoints.models.networks import register
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("FKD_TEST_DATA", REPO.parent / "shared" / "data")).resolve()

@@ -31,7 +31,7 @@ from PIL import Image
 from facial_keypoints.models.checkpoint import make_checkpoint, save_checkpoint
 from facial_keypoints.cli import main as cli
 from facial_keypoints.data.lists import records_from_labels
-from facial_keypoints.data.labels import read_list, write_list
+from facial_keypoints.data.list_files import read_list, write_list
 from facial_keypoints.models.networks import create_model
 
 from conftest import REPO, load_script

@@ -21,7 +21,8 @@ from PIL import Image
 
 from facial_keypoints.data.dataset import FaceCrops
 from facial_keypoints.data.lists import records_from_labels
-from facial_keypoints.data.labels import LabelError, ListRecord, ParseStats, read_labels, read_list, write_list
+from facial_keypoints.data.labels import LabelError, ParseStats, read_labels
+from facial_keypoints.data.list_files import ListRecord, read_list, write_list
 from facial_keypoints.training.crop_pack import write_pack
 
 from conftest import REPO, label_line, load_script
@@ -156,7 +157,7 @@ def test_write_list_on_a_full_disk_keeps_the_old_list_and_leaves_no_temporary(sm
 
 
 def test_write_list_that_fails_midway_leaves_no_temporary(tmp_path, monkeypatch):
-    import facial_keypoints.data.labels as labels
+    import facial_keypoints.data.list_files as labels
     path = tmp_path / "train.txt"
     write_list(path, face_list(3))
     before = path.read_bytes()

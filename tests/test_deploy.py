@@ -10,7 +10,7 @@ from facial_keypoints.models.checkpoint import load_checkpoint, load_model, make
 from facial_keypoints.training.crop_pack import CropPackError, read_pack, write_pack
 from facial_keypoints.data.lists import records_from_labels
 from facial_keypoints.runtime.export import export_onnx
-from facial_keypoints.data.labels import read_list, write_list
+from facial_keypoints.data.list_files import read_list, write_list
 from facial_keypoints.models.networks import create_model
 from facial_keypoints.runtime.quantize import float_nodes, quantize_onnx
 from facial_keypoints.runtime.loading import OnnxModel, derived_path, load, resolve_backend

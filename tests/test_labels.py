@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from facial_keypoints.data.labels import (LabelError, ListRecord, ParseStats, format_list_line, parse_label_line,
-                                     parse_list_line, read_label_file, read_list, write_list)
+from facial_keypoints.data.labels import LabelError, ParseStats, parse_label_line, read_label_file
+from facial_keypoints.data.list_files import ListRecord, format_list_line, parse_list_line, read_list, write_list
 from facial_keypoints.data.lists import face_records
 
 from conftest import label_line

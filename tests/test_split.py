@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facial_keypoints.data.labels import ListRecord
+from facial_keypoints.data.list_files import ListRecord
 from facial_keypoints.data.lists import split_by_photo
 
 
@@ -45,7 +45,7 @@ def test_stage1_lists_leave_out_a_blank_face_and_no_other_line_moves(tmp_path, c
     from PIL import Image
 
     from conftest import keypoints_in_box, label_line, load_script
-    from facial_keypoints.data.labels import read_list
+    from facial_keypoints.data.list_files import read_list
     rng = np.random.default_rng(5)
     root = tmp_path / "data"
     (root / "I").mkdir(parents=True)

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.list_files import read_list
 
 from conftest import REPO
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from facial_keypoints.geometry import covered, iou
-from facial_keypoints.data.labels import ParseStats, read_labels, read_list
+from facial_keypoints.data.labels import ParseStats, read_labels
+from facial_keypoints.data.list_files import read_list
 from facial_keypoints.evaluation.metrics import classification_metrics
 from facial_keypoints.training.loss import TrainingLoss, labels_total, total
 from facial_keypoints.training.losses import KeypointLoss
@@ -214,7 +215,7 @@ def test_detector_examples_crop_faces_from_the_detectors_boxes(synthetic_root):
 
 def test_faces_beyond_keeps_only_the_faces_the_other_list_lacks():
     """--faces-beyond: a face is 'held' when a face line of the same photo has its points (any crop box)."""
-    from facial_keypoints.data.labels import ListRecord
+    from facial_keypoints.data.list_files import ListRecord
     module = load_script("stage3", "detector_examples")
     points = np.random.default_rng(0).uniform(20, 80, (3, 21, 2))
 
@@ -233,7 +234,7 @@ def test_faces_beyond_keeps_only_the_faces_the_other_list_lacks():
 
 
 def test_extra_list_adds_crops_of_training_photos_without_their_keypoints(synthetic_root, tmp_path):
-    from facial_keypoints.data.labels import write_list
+    from facial_keypoints.data.list_files import write_list
     from facial_keypoints.data.lists import split_by_photo
     from facial_keypoints.training.command import build_parser, new_model_config
     from facial_keypoints.training.data import training_sets

@@ -7,7 +7,7 @@ import torch
 
 from facial_keypoints.models.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from facial_keypoints.data.lists import records_from_labels
-from facial_keypoints.data.labels import write_list
+from facial_keypoints.data.list_files import write_list
 from facial_keypoints.models.networks import create_model
 from facial_keypoints.training.command import main as train_command
 from facial_keypoints.training.data import training_sets
@@ -93,7 +93,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(lists, tmp_path, monkeypatc
 def test_ema_validates_the_average_it_saves(lists, tmp_path):
     """The validation loss of an --ema epoch is the saved average's, not the trained weights'."""
     from facial_keypoints.evaluation.engine import make_loader
-    from facial_keypoints.data.labels import read_list
+    from facial_keypoints.data.list_files import read_list
     from facial_keypoints.data.lists import split_by_photo
     from facial_keypoints.training.loop import validate
     from facial_keypoints.training.loss import TrainingLoss

@@ -18,7 +18,8 @@ def evaluate(args) -> int:
     from facial_keypoints.evaluation.engine import select_device
     from facial_keypoints.data.lists import records_from_labels
     from facial_keypoints.evaluation.evaluate import face_metrics, predict_records
-    from facial_keypoints.data.labels import ParseStats, attach_face_boxes, read_list
+    from facial_keypoints.data.labels import ParseStats
+    from facial_keypoints.data.list_files import attach_face_boxes, read_list
     from facial_keypoints.data.lists import resolve_data_root
     from facial_keypoints.evaluation.metrics import classification_metrics, json_summary, summary_table
     from facial_keypoints.evaluation.plots import plot_ced
@@ -67,7 +68,7 @@ def evaluate(args) -> int:
 
 
 def pack(args) -> int:
-    from facial_keypoints.data.labels import read_list
+    from facial_keypoints.data.list_files import read_list
     from facial_keypoints.data.lists import resolve_data_root
     from facial_keypoints.training.crop_pack import write_pack
     if args.cache_dir is not None:

@@ -24,7 +24,7 @@ def quantize(args) -> int:
     from facial_keypoints.models.checkpoint import load_model
     from facial_keypoints.outputs import KeypointOutput
     from facial_keypoints.runtime.export import export_onnx, stamp_source
-    from facial_keypoints.data.labels import read_list
+    from facial_keypoints.data.list_files import read_list
     from facial_keypoints.data.lists import recorded_sizes, resolve_data_root
     from facial_keypoints.runtime.quantize import quantize_onnx
     from facial_keypoints.runtime.loading import OnnxModel

@@ -7,7 +7,8 @@ from torch.utils.data import Dataset
 from facial_keypoints.data.crop_cache import load_crops
 from facial_keypoints.geometry import to_frame
 from facial_keypoints.keypoints import NUM_POINTS
-from facial_keypoints.data.labels import LabelError, ListRecord, read_list
+from facial_keypoints.data.labels import LabelError
+from facial_keypoints.data.list_files import ListRecord, read_list
 from facial_keypoints.data.lists import recorded_sizes
 
 

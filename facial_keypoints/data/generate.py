@@ -7,7 +7,8 @@ from pathlib import Path
 
 from facial_keypoints.data.lists import records_from_labels
 from facial_keypoints.data.images import image_size, load_gray
-from facial_keypoints.data.labels import ParseStats, format_list, format_photo_size
+from facial_keypoints.data.labels import ParseStats
+from facial_keypoints.data.list_files import format_list, format_photo_size
 from facial_keypoints.atomic import atomic_output, output_folder
 from facial_keypoints.data.lists import blank_faces, photo_of, split_by_photo
 from facial_keypoints.drawing import draw_points, grid

@@ -8,7 +8,8 @@ import numpy as np
 
 from facial_keypoints.geometry import BoxError, expand_box
 from facial_keypoints.data.images import ImageError, image_size, load_gray
-from facial_keypoints.data.labels import OUTSIDE_MARGIN, FaceLabel, LabelError, ListRecord, ParseStats, read_labels
+from facial_keypoints.data.labels import OUTSIDE_MARGIN, FaceLabel, LabelError, ParseStats, read_labels
+from facial_keypoints.data.list_files import ListRecord
 
 
 def check_in_photo(face: FaceLabel, width: int, height: int) -> None:

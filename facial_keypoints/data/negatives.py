@@ -8,7 +8,7 @@ import numpy as np
 
 from facial_keypoints.geometry import BoxError, covered, expand_box, iou
 from facial_keypoints.data.images import image_size
-from facial_keypoints.data.labels import ListRecord
+from facial_keypoints.data.list_files import ListRecord
 
 
 def sample_non_faces(faces: list[tuple[str, np.ndarray]], data_root, *, per_photo, ratio: float, max_iou: float = 0.3,

@@ -17,7 +17,7 @@ import numpy as np
 
 from facial_keypoints.runtime.face_detectors import adjust_boxes
 from facial_keypoints.data.images import image_size
-from facial_keypoints.data.labels import ListRecord
+from facial_keypoints.data.list_files import ListRecord
 from facial_keypoints.data.negatives import sample_non_faces
 
 POOL = {"non_faces_per_face": 20, "jitters": 5, "shift": 0.05, "scale": 0.1}

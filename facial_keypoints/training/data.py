@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facial_keypoints.data.dataset import FaceCrops
-from facial_keypoints.data.labels import read_list
+from facial_keypoints.data.list_files import read_list
 from facial_keypoints.data.lists import split_by_photo
 from facial_keypoints.data.transforms import eval_transform
 from facial_keypoints.training.crop_pack import read_pack
