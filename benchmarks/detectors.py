@@ -28,7 +28,7 @@ from common import machine, write_table  # noqa: E402  (benchmarks/common.py, be
 from detector_boxes import REPO, fit_mapping, found_and_false, labelled_photos, ms_at_sizes  # noqa: E402
 
 from facial_keypoints.api import FaceLandmarker  # noqa: E402
-from facial_keypoints.runtime.face_detectors import DETECTORS, create_detector, detect_faces  # noqa: E402
+from facial_keypoints.runtime.face_detectors import FACE_DETECTORS, create_face_detector, detect_faces  # noqa: E402
 from facial_keypoints.data.images import open_photo  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root  # noqa: E402
 
@@ -37,7 +37,7 @@ SIZES = ((640, 480), (1920, 1080))
 
 def raw_boxes(name: str, min_face: int):
     """``image -> boxes`` of the detector with its mapping switched off: boxes as the detector draws them."""
-    detector = create_detector(name, min_face=min_face)
+    detector = create_face_detector(name, min_face=min_face)
     detector.to_label = (0.0, 0.0, 1.0, 1.0)
     return lambda image: detect_faces(detector, image).boxes
 
@@ -45,7 +45,7 @@ def raw_boxes(name: str, min_face: int):
 def recall_and_false(landmarker, detector, photos, labels_by_photo, root) -> tuple[float, float, float]:
     """(% found by the mapped boxes, % found after the face decision, false faces per photo after it)."""
     found_raw = found = total = false = 0
-    landmarker.predictor.detector = detector
+    landmarker.predictor.face_detector = detector
     for photo in photos:
         labelled = labels_by_photo[photo]
         image = open_photo(root / photo)
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None, help="None: $FKD_DATA_ROOT, else data/")
     parser.add_argument("--photos", choices=("validation", "test"), default="validation",
                         help="where recall and false faces are counted (the mappings are fitted on training photos)")
-    parser.add_argument("--detectors", nargs="+", default=sorted(DETECTORS), choices=sorted(DETECTORS),
+    parser.add_argument("--detectors", nargs="+", default=sorted(FACE_DETECTORS), choices=sorted(FACE_DETECTORS),
                         help="detectors to compare")
     parser.add_argument("--min-face", type=int, default=40, help="as predict's --min-face")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     candidates += [(f"yunet, photos shrunk to {side} px", "yunet", side) for side in args.yunet_max_side]
     rows, timed = [], {}
     for label, name, side in candidates:
-        detector = create_detector(name, min_face=args.min_face)
+        detector = create_face_detector(name, min_face=args.min_face)
         detector.max_side = side or detector.max_side
         if side is None:
             mapping, fitted = fit_mapping(raw_boxes(name, args.min_face), fit_photos, labels_by_photo, root)

@@ -33,7 +33,7 @@ from common import machine  # noqa: E402  (benchmarks/common.py, beside this fil
 
 from facial_keypoints.data.list_files import attach_face_boxes  # noqa: E402
 from facial_keypoints.evaluation.evaluate import face_metrics, predict_records  # noqa: E402
-from facial_keypoints.runtime.face_detectors import create_detector  # noqa: E402
+from facial_keypoints.runtime.face_detectors import create_face_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.data.labels import read_labels
 from facial_keypoints.data.list_files import read_list  # noqa: E402
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         labels_by_photo[face.image].append(face)
     sets = {"crops": val, "pool": classifier_pool(val, labels_by_photo, root, 0.25, **POOL),
             "hard pool": classifier_pool(val, labels_by_photo, root, 0.25, **HARD_POOL)}
-    detector = create_detector()  # predict's default (auto)
+    detector = create_face_detector()  # predict's default (auto)
     sizes = "; ".join(f"{name}: {sum(r.is_face for r in s)} faces, {sum(not r.is_face for r in s)} non-faces"
                       for name, s in sets.items())
     lines = [f"Validation split of {args.train_list.name} ({len(photos)} photos; {sizes}). Machine: {machine()}.",

@@ -32,7 +32,7 @@ import torch
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
 
-from facial_keypoints.runtime.face_detectors import create_detector  # noqa: E402
+from facial_keypoints.runtime.face_detectors import create_face_detector  # noqa: E402
 from facial_keypoints.geometry import iou, match_boxes  # noqa: E402
 from facial_keypoints.data.labels import read_labels
 from facial_keypoints.data.list_files import read_list  # noqa: E402
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
              "|---|---:|---:|---:|---:|---|"]
     predictors = {}
     for name in args.detectors:
-        predictor = PhotoPredictor(model, payload["config"], create_detector(name, min_face=args.min_face),
+        predictor = PhotoPredictor(model, payload["config"], create_face_detector(name, min_face=args.min_face),
                                    refine=not args.no_refine)
         r = score(photos, labels_by_photo, predictor, root, blank_by_photo)
         print(name, r, flush=True)

@@ -50,7 +50,7 @@ class FaceLandmarker:
     def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",
                  detector: str = "auto", threads: int | None = None, face_threshold: float | None = None,
                  min_face: int = 40, refine: bool = True, detect_max_side: int | None = None):
-        from facial_keypoints.runtime.face_detectors import create_detector
+        from facial_keypoints.runtime.face_detectors import create_face_detector
         from facial_keypoints.runtime.photos import PhotoPredictor
         from facial_keypoints.runtime.loading import load
         if threads is not None and threads < 1:
@@ -62,7 +62,7 @@ class FaceLandmarker:
         self.network, payload, self.backend = load(checkpoint, backend, threads)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         self.config: dict = payload["config"]
-        face_detector = create_detector(detector, min_face=min_face, threads=threads)
+        face_detector = create_face_detector(detector, min_face=min_face, threads=threads)
         self.detector_name: str = face_detector.name
         self.predictor = PhotoPredictor(self.network, self.config, face_detector, face_threshold, detect_max_side,
                                          refine=refine)

@@ -73,7 +73,7 @@ def change_backbone(payload: dict, backbone: str, narrow_layers: bool = False):
 
     ``narrow_layers``: tensors with fewer channels in the new model start from a channel subset of
     the trained ones (``narrowed_channels``) instead of fresh."""
-    config = {key: value for key, value in payload["config"].items() if key != "referee"}  # older checkpoints named one
+    config = dict(payload["config"])
     if config.get("arch") != "face_keypoints":
         raise SystemExit(f"only two-headed (face_keypoints) checkpoints have a backbone; this is {config.get('arch')!r}")
     if backbone not in MODELS:

@@ -24,7 +24,7 @@ def shippable(payload: dict) -> dict:
     for key in PATH_ARGS:
         if isinstance(args.get(key), str):
             args[key] = Path(args[key]).name
-    config = {key: value for key, value in payload["config"].items() if key != "referee"}
+    config = dict(payload["config"])
     return {**payload, "config": config, "args": args, "optimizer": None, "scheduler": None,
             "history": payload.get("history", [])[-1:]}
 

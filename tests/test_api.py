@@ -93,17 +93,17 @@ def test_a_photo_smaller_than_the_smallest_face_has_no_faces(landmarker):
 
 
 def test_auto_picks_yunet_where_its_wheel_is_installed_and_both_find_the_faces(real_root):
-    from facial_keypoints.runtime.face_detectors import create_detector, default_detector
+    from facial_keypoints.runtime.face_detectors import create_face_detector, default_face_detector
     from facial_keypoints.geometry import match_boxes
     from facial_keypoints.data.labels import read_labels
-    assert default_detector() == "yunet"  # requirements.txt installs the [yunet] extra
+    assert default_face_detector() == "yunet"  # requirements.txt installs the [yunet] extra
     labelled = np.array([f.box for f in read_labels(real_root / "I") if f.image == PHOTO.split("/")[1]])
     rgb = np.asarray(Image.open(real_root / PHOTO).convert("RGB"))
     for name in ("yunet", "mtcnn"):
-        detector = create_detector(name)
+        detector = create_face_detector(name)
         assert detector.name == name
         assert len(match_boxes(detector(rgb).boxes, labelled)) == len(labelled) == 2  # mapped to the labels' boxes
-    assert create_detector("yunet", min_face=40)(rgb[:30, :50]).boxes.shape == (0, 4)  # nothing that small
+    assert create_face_detector("yunet", min_face=40)(rgb[:30, :50]).boxes.shape == (0, 4)  # nothing that small
 
 
 @pytest.mark.parametrize("boxes, needle", [([[10, 10, 60, 60, 0.9]], "shape"), ([10, 10, 60], "shape"),

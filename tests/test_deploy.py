@@ -14,7 +14,8 @@ from facial_keypoints.data.list_files import read_list, write_list
 from facial_keypoints.models.networks import create_model
 from facial_keypoints.runtime.quantize import float_nodes, quantize_onnx
 from facial_keypoints.runtime.loading import OnnxModel, derived_path, load, resolve_backend
-from facial_keypoints.training.command import build_parser, new_model_config
+from facial_keypoints.training.command import new_model_config
+from facial_keypoints.training.flags import build_parser
 from facial_keypoints.training.data import training_sets
 from facial_keypoints.data.transforms import crops_to_batch, eval_transform
 from facial_keypoints.weights import DEFAULT_CHECKPOINT

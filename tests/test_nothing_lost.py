@@ -98,6 +98,20 @@ def test_a_video_run_that_fails_renames_nothing_and_keeps_the_earlier_result(fac
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing renamed, nothing left
 
 
+def test_an_annotated_video_opencv_failed_to_write_whole_is_an_error_and_keeps_the_earlier_one(face, tmp_path):
+    import resource
+    clip = write_clip(tmp_path / "clip.mp4", [np.roll(face, n, axis=1) for n in range(30)])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "facial_keypoints", "predict", str(clip), "--out", str(out), *FAST]
+    assert subprocess.run(command, cwd=REPO, capture_output=True).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = len(before["clip.mp4"]) // 2  # OpenCV's writer stops at the limit and says nothing
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert run.returncode == 1 and "clip.mp4" in run.stderr and "(skipped)" in run.stderr, run.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 # 8: SIGTERM cleans up as Ctrl-C does, and a killed run's leftovers go ------------------------------
 
 def test_sigterm_keeps_the_frames_done_and_stale_partials_of_a_killed_run_are_removed(face, tmp_path):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from facial_keypoints.cli import main as cli
 from facial_keypoints.models.checkpoint import load_model
-from facial_keypoints.runtime.face_detectors import MTCNN_TO_LABEL, Detections, adjust_boxes, create_detector
+from facial_keypoints.runtime.face_detectors import MTCNN_TO_LABEL, Detections, adjust_boxes, create_face_detector
 from facial_keypoints.geometry import (KEYPOINTS_TO_BOX, box_from_keypoints, expand_box, fit_keypoints_to_box,
                                        frame_to_image, iou, match_boxes)
 from facial_keypoints.data.images import ImageError
@@ -199,7 +199,7 @@ def test_predict_finds_real_faces_with_the_shipped_model(real_root, tmp_path):
 
 
 def test_mtcnn_boxes_come_back_in_the_label_convention():
-    detector = create_detector("mtcnn")
+    detector = create_face_detector("mtcnn")
     assert MTCNN_TO_LABEL[3] < 1  # labelled boxes are shorter than MTCNN's
     assert detector(np.zeros((120, 160, 3), np.uint8)).boxes.shape == (0, 4)
 

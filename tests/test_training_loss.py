@@ -77,3 +77,14 @@ def test_every_term_of_a_distilled_two_headed_model_equals_its_formula(tmp_path)
 def test_the_face_term_needs_a_two_headed_model():
     with pytest.raises(ValueError, match="two-headed"):
         TrainingLoss("wing", cls_weight=5.0)(torch.zeros(6, 42), None, fixed_batch())
+
+
+def test_the_keypoint_only_loss_of_one_headed_models_also_skips_unlabelled_faces():
+    loss = TrainingLoss("mse")  # what `facial-keypoints train` uses for stage1, stage1_bn, ... (no face term)
+    keypoints = torch.zeros(2, 42)
+    batch = {"keypoints": torch.stack([torch.ones(42), torch.full((42,), 50.0)]), "face": torch.tensor([1.0, 1.0]),
+             "image": torch.zeros(2, 1, 112, 112)}
+    assert list(loss(keypoints, None, batch)) == ["keypoints"]
+    assert total(loss(keypoints, None, batch)).item() > 1000  # both faces count without the flag
+    batch["keypoint_labelled"] = torch.tensor([1.0, 0.0])
+    assert total(loss(keypoints, None, batch)).item() == pytest.approx(1.0)

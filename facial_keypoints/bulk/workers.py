@@ -156,53 +156,74 @@ def annotate(photos: list, writer: JsonlWriter, settings: dict, workers: int = 0
     return counts
 
 
-def _run_workers(photos: list, settings: dict, workers: int, handle, recycle_after: int, counts: dict) -> None:
-    # spawn, not fork: the parent may hold OpenMP and ONNX Runtime thread pools, which a fork copies broken
-    context = multiprocessing.get_context("spawn")
-    tasks, results = context.Queue(maxsize=3 * workers), context.Queue()
-    current = context.Array("q", [-1] * workers, lock=False)
+class _Pool:
+    """``workers`` processes fed from a bounded queue: at most 2N photos in flight, a retired worker
+    replaced by a fresh one, a dead one named with its photo."""
 
-    def started(number: int):
-        process = context.Process(target=_worker, daemon=True,
-                                  args=(number, settings, tasks, results, current, os.getpid(), recycle_after))
+    def __init__(self, photos: list, settings: dict, workers: int, recycle_after: int):
+        # spawn, not fork: the parent may hold OpenMP and ONNX Runtime thread pools, which a fork copies broken
+        self.context = multiprocessing.get_context("spawn")
+        self.tasks, self.results = self.context.Queue(maxsize=3 * workers), self.context.Queue()
+        self.current = self.context.Array("q", [-1] * workers, lock=False)
+        self.photos, self.settings, self.recycle_after = photos, settings, recycle_after
+        self.pending, self.in_flight, self.fed_all = iter(enumerate(photos)), 0, False
+        self.processes = [self.start(n) for n in range(workers)]
+
+    def start(self, number: int):
+        process = self.context.Process(target=_worker, daemon=True, args=(
+            number, self.settings, self.tasks, self.results, self.current, os.getpid(), self.recycle_after))
         process.start()
         return process
 
-    processes = [started(n) for n in range(workers)]
-    pending, in_flight, fed_all = iter(enumerate(photos)), 0, False
+    def feed(self) -> None:
+        while not self.fed_all and self.in_flight < 2 * len(self.processes):
+            task = next(self.pending, None)
+            if task is None:
+                self.fed_all = True
+                for _ in self.processes:
+                    self.tasks.put(None)
+            else:
+                self.tasks.put((task[0], str(task[1])))
+                self.in_flight += 1
+
+    def check(self) -> None:
+        """Raise WorkerDied, naming its photo, for a worker that ended with an error or a signal."""
+        for number, process in enumerate(self.processes):
+            if process.exitcode is not None and process.exitcode != 0:
+                photo = self.photos[self.current[number]] if self.current[number] >= 0 else None
+                raise WorkerDied(_death(process, photo))
+
+    def replace(self, number: int) -> None:
+        self.processes[number].join()
+        self.processes[number] = self.start(number)
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout=5)
+
+
+def _run_workers(photos: list, settings: dict, workers: int, handle, recycle_after: int, counts: dict) -> None:
+    pool = _Pool(photos, settings, workers, recycle_after)
     try:
         while True:
-            while not fed_all and in_flight < 2 * workers:  # a bounded number of photos in flight
-                task = next(pending, None)
-                if task is None:
-                    fed_all = True
-                    for _ in processes:
-                        tasks.put(None)
-                else:
-                    tasks.put((task[0], str(task[1])))
-                    in_flight += 1
-            if fed_all and in_flight == 0:
+            pool.feed()
+            if pool.fed_all and pool.in_flight == 0:
                 break
-            for number, process in enumerate(processes):
-                if process.exitcode is not None and process.exitcode != 0:
-                    photo = photos[current[number]] if current[number] >= 0 else None
-                    raise WorkerDied(_death(process, photo))
+            pool.check()
             try:
-                kind, index, payload = results.get(timeout=0.5)
+                kind, index, payload = pool.results.get(timeout=0.5)
             except queue.Empty:
                 continue
             if kind == "init":
                 raise WorkerDied(f"a worker process could not load the model: {payload}")
             if kind == "retired":  # it did its share of photos: a fresh process, with fresh memory, goes on
-                processes[index].join()
-                processes[index] = started(index)
+                pool.replace(index)
                 counts["recycled"] += 1
                 continue
-            in_flight -= 1
+            pool.in_flight -= 1
             handle(kind, payload)
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=5)
+        pool.close()

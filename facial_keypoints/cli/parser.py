@@ -24,8 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facial-keypoints", description=DESCRIPTION, formatter_class=fmt)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    pr = commands.add_parser("predict", formatter_class=fmt,
-                             help="keypoints on whole photos: a JSON file and an annotated image each")
+    def add(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, formatter_class=fmt, help=summary)
+
+    _predict_flags(add("predict", "keypoints on whole photos: a JSON file and an annotated image each"))
+    _evaluate_flags(add("evaluate", "the keypoint metrics of a model on a folder of label.txt files, or on a list"))
+    _export_flags(add("export", "a checkpoint as ONNX (dynamic batch), checked against PyTorch"))
+    _quantize_flags(add("quantize", "an int8 ONNX model of a checkpoint, calibrated on crops of a list"))
+    _pack_flags(add("pack", "a list's crops in one file, to train with --crops where the photos are not"))
+    # Listed here; its own parser (training/command.py) reads its flags, so --help stays light.
+    commands.add_parser("train", add_help=False,
+                        help="train a model on a list, or finetune a checkpoint (facial-keypoints train --help)")
+    return parser
+
+
+def _predict_flags(pr) -> None:
     pr.add_argument("paths", nargs="*", type=Path, help="photos and videos, or folders searched recursively")
     pr.add_argument("--camera", type=int, default=None, metavar="N",
                     help="also run on live camera N (OpenCV's numbering) until Ctrl-C")
@@ -74,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: all cores)")
     pr.set_defaults(func=predict)
 
-    ev = commands.add_parser("evaluate", formatter_class=fmt,
-                             help="the keypoint metrics of a model on a folder of label.txt files, or on a list")
+
+def _evaluate_flags(ev) -> None:
     ev.add_argument("--data", type=Path, default=None,
                     help="a folder with label.txt files (searched recursively); with --list, the list's data root "
                          "(None: $FKD_DATA_ROOT, else data/)")
@@ -95,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=evaluate)
 
-    ex = commands.add_parser("export", formatter_class=fmt,
-                             help="a checkpoint as ONNX (dynamic batch), checked against PyTorch")
+
+def _export_flags(ex) -> None:
     ex.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     ex.add_argument("--out", type=Path, default=None,
                     help="the .onnx file (None: CHECKPOINT.onnx beside it; the user cache for the shipped model)")
@@ -104,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
     ex.set_defaults(func=export)
 
-    qu = commands.add_parser("quantize", formatter_class=fmt,
-                             help="an int8 ONNX model of a checkpoint, calibrated on crops of a list")
+
+def _quantize_flags(qu) -> None:
     qu.add_argument("--list", required=True, type=Path, help="a list file whose crops calibrate (stage3/train.txt)")
     qu.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
     qu.add_argument("--data-root", default=None, help="the list's data root (None: $FKD_DATA_ROOT, else data/)")
@@ -117,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--no-progress", action="store_true", help="no progress bar")
     qu.set_defaults(func=quantize)
 
-    pa = commands.add_parser("pack", formatter_class=fmt,
-                             help="a list's crops in one file, to train with --crops where the photos are not")
+
+def _pack_flags(pa) -> None:
     pa.add_argument("--list", required=True, type=Path, help="the list whose crops to pack")
     pa.add_argument("--out", required=True, type=Path, help="the pack file (.npz)")
     pa.add_argument("--data-root", default=None, help="the list's data root (None: $FKD_DATA_ROOT, else data/)")
@@ -129,7 +142,3 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--cache-dir", type=Path, default=None, help="crop cache (None: $FKD_CACHE_DIR or ~/.cache)")
     pa.add_argument("--no-progress", action="store_true", help="no progress bar")
     pa.set_defaults(func=pack)
-    # Listed here; its own parser (training/command.py) reads its flags, so --help stays light.
-    commands.add_parser("train", add_help=False,
-                        help="train a model on a list, or finetune a checkpoint (facial-keypoints train --help)")
-    return parser

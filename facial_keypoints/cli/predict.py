@@ -12,18 +12,7 @@ from facial_keypoints.errors import Terminated
 
 def predict(args) -> int:
     """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
-    from facial_keypoints.api import FaceLandmarker
-    from facial_keypoints.data.images import naming, open_photo
-    from facial_keypoints.cli.outputs import find_photos, output_stems, write_outputs
-    from facial_keypoints.media import is_video
-    for folder in (p for p in args.paths if p.is_dir()):
-        if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
-            raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
-    photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
-    if args.camera is not None:
-        photos.append(args.camera)
-    if not photos:
-        raise FileNotFoundError(f"no photos or videos under {' '.join(map(str, args.paths))}")
+    photos = inputs_of(args)
     if args.ray:
         return predict_ray(photos, args)
     if args.parquet is not None or args.ray_address is not None:
@@ -33,6 +22,28 @@ def predict(args) -> int:
     if args.workers:
         raise ValueError("--workers runs with --jsonl FILE (one line per photo); without it predict runs in one "
                          "process")
+    return predict_files(photos, args)
+
+
+def inputs_of(args) -> list:
+    """The photos and videos (and camera) predict's arguments name, checked before any work."""
+    from facial_keypoints.cli.outputs import find_photos
+    for folder in (p for p in args.paths if p.is_dir()):
+        if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
+            raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
+    photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
+    if args.camera is not None:
+        photos.append(args.camera)
+    if not photos:
+        raise FileNotFoundError(f"no photos or videos under {' '.join(map(str, args.paths))}")
+    return photos
+
+
+def predict_files(photos: list, args) -> int:
+    """NAME.json and NAME.jpg per photo, NAME.jsonl and NAME.mp4 per video, in --out; 1 if any failed."""
+    from facial_keypoints.api import FaceLandmarker
+    from facial_keypoints.cli.outputs import output_stems
+    from facial_keypoints.media import is_video
     output_folder(args.out)
     landmarker = FaceLandmarker(**landmarker_settings(args, args.threads))
     print(f"network: {landmarker.checkpoint} ({landmarker.backend}); face detector: {landmarker.detector_name}")
@@ -41,25 +52,36 @@ def predict(args) -> int:
         if is_video(path):
             failed += predict_video(landmarker, path, args, stem)
             continue
-        try:
-            image = open_photo(path)
-            result = landmarker.process(image)
-        except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
-            print(f"error: {naming(path, error)} (skipped)", file=sys.stderr)
-            failed += 1
-            continue
-        record = result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
-        try:
-            json_path, image_path = write_outputs(args.out, stem, image, result, record)
-        except OSError as error:  # a full disk or a read-only folder: no later photo would fare better
-            print(f"error: cannot write {error.filename or args.out / stem}: {error.strerror or error}; "
-                  "stopped (every file written so far is whole)", file=sys.stderr)
+        status = predict_photo(landmarker, path, args.out, stem)
+        if status == "stop":
             return 1
-        print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
-              f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
+        failed += status == "failed"
     if failed:
         print(f"{failed} of {len(photos)} photo(s) and video(s) could not be processed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def predict_photo(landmarker, path, out, stem: str) -> str:
+    """One photo to OUT/STEM.json and OUT/STEM.jpg: "done", "failed" (named, the rest go on) or "stop" (the
+    outputs cannot be written: a full disk or a read-only folder, where no later photo would fare better)."""
+    from facial_keypoints.cli.outputs import write_outputs
+    from facial_keypoints.data.images import naming, open_photo
+    try:
+        image = open_photo(path)
+        result = landmarker.process(image)
+    except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
+        print(f"error: {naming(path, error)} (skipped)", file=sys.stderr)
+        return "failed"
+    record = result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
+    try:
+        json_path, image_path = write_outputs(out, stem, image, result, record)
+    except OSError as error:
+        print(f"error: cannot write {error.filename or out / stem}: {error.strerror or error}; "
+              "stopped (every file written so far is whole)", file=sys.stderr)
+        return "stop"
+    print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
+          f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
+    return "done"
 
 
 def landmarker_settings(args, threads: int | None) -> dict:
@@ -71,8 +93,8 @@ def landmarker_settings(args, threads: int | None) -> dict:
 
 def predict_jsonl(photos: list, args) -> int:
     """Photos to one JSON-lines file, resumable, on ``--workers`` processes (``bulk``)."""
-    from facial_keypoints.bulk.jsonl import JsonlWriter, done_photos, photo_key
-    from facial_keypoints.bulk.workers import WorkerDied, annotate, check_memory
+    from facial_keypoints.bulk.jsonl import JsonlWriter
+    from facial_keypoints.bulk.workers import check_memory
     from facial_keypoints.media import is_video
     videos = [p for p in photos if is_video(p)]
     if videos:
@@ -80,25 +102,7 @@ def predict_jsonl(photos: list, args) -> int:
     check_memory(args.workers)
     writer, counts = JsonlWriter(writable_output(args.jsonl)), {}  # the file's lock: one run per file
     try:
-        done = {photo_key(image) for image in done_photos(args.jsonl)}
-        todo = [p for p in photos if photo_key(p) not in done]
-        if not todo:
-            print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
-            return 0
-        threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
-        print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
-              f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
-        annotate(todo, writer, landmarker_settings(args, threads), workers=args.workers,
-                 progress=not args.no_progress, counts=counts, recycle_after=args.recycle_after)
-    except WorkerDied as error:
-        print(f"error: {error}; stopped with {counts['written']} photo(s) written to {args.jsonl}; the same "
-              "command goes on from there", file=sys.stderr)
-        return 1
-    except OSError as error:  # a full disk: no later photo would fare better
-        print(f"error: cannot write {args.jsonl}: {error.strerror or error}; stopped with "
-              f"{counts.get('written', 0)} photo(s) written, each line whole; the same command goes on from there",
-              file=sys.stderr)
-        return 1
+        return _append_photos(photos, writer, counts, args)
     except KeyboardInterrupt as interrupt:
         print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: {counts.get('written', 0)} "
               f"photo(s) written to {args.jsonl}, each line whole; the same command goes on from there",
@@ -106,6 +110,28 @@ def predict_jsonl(photos: list, args) -> int:
         return 143 if isinstance(interrupt, Terminated) else 130
     finally:
         writer.close()
+
+
+def _append_photos(photos: list, writer, counts: dict, args) -> int:
+    """The photos not yet in the results file, appended to it by ``bulk.workers.annotate``."""
+    from facial_keypoints.bulk.jsonl import done_photos, photo_key
+    from facial_keypoints.bulk.workers import WorkerDied, annotate
+    done = {photo_key(image) for image in done_photos(args.jsonl)}
+    todo = [p for p in photos if photo_key(p) not in done]
+    if not todo:
+        print(f"all {len(photos)} photo(s) are already in {args.jsonl}")
+        return 0
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1))
+    print(f"{len(photos) - len(todo)} of {len(photos)} photo(s) already in {args.jsonl}; {len(todo)} to go on "
+          f"{args.workers or 'no'} worker process(es), {threads} thread(s) each")
+    try:
+        annotate(todo, writer, landmarker_settings(args, threads), workers=args.workers,
+                 progress=not args.no_progress, counts=counts, recycle_after=args.recycle_after)
+    except (WorkerDied, OSError) as error:  # a dead worker, or a full disk: no later photo would fare better
+        reason = error if isinstance(error, WorkerDied) else f"cannot write {args.jsonl}: {error.strerror or error}"
+        print(f"error: {reason}; stopped with {counts.get('written', 0)} photo(s) written to {args.jsonl}, each "
+              "line whole; the same command goes on from there", file=sys.stderr)
+        return 1
     print(f"{counts['written']} photo(s) written to {args.jsonl}"
           + (f"; {counts['failed']} could not be processed" if counts["failed"] else ""))
     return 1 if counts["failed"] else 0

@@ -88,10 +88,21 @@ def load_crops(items, data_root, size: int, cache_dir=None, workers: int = 2,
     by_photo = defaultdict(list)
     for index, (image, _) in enumerate(items):
         by_photo[image].append(index)
-    photos = list(by_photo)
     _check_photos(by_photo, items, data_root, photo_sizes, sources)
-    jobs = [(data_root / photo, [items[i][1] for i in by_photo[photo]], size) for photo in photos]
+    crops = _decode(by_photo, items, data_root, size, workers, sources, progress)
+    try:  # whole or not at all: a full disk leaves neither a partial cache nor its temporary file
+        with atomic_output(path, suffix=".tmp.npy") as partial, open(partial, "wb") as out:
+            np.save(out, crops)
+    except OSError as error:  # the crops are in memory: this run goes on, only the next one decodes again
+        log.warning("could not keep the crops in the cache %s (%s; a full disk?): going on without it; "
+                    "free space there or set FKD_CACHE_DIR", path, error.strerror or error)
+    return crops
 
+
+def _decode(by_photo: dict, items, data_root: Path, size: int, workers: int, sources, progress: bool) -> np.ndarray:
+    """Every crop, each photo decoded once for all of its crops (in worker processes for many photos)."""
+    photos = list(by_photo)
+    jobs = [(data_root / photo, [items[i][1] for i in by_photo[photo]], size) for photo in photos]
     crops = np.zeros((len(items), size, size), dtype=np.uint8)
     bar = _progress(len(jobs), "decoding photos", progress)
     # Worker processes pay off only on many photos; tests and small lists stay in-process.
@@ -106,13 +117,6 @@ def load_crops(items, data_root, size: int, cache_dir=None, workers: int = 2,
         bar.close()
         if pool:
             pool.shutdown(cancel_futures=True)
-
-    try:  # whole or not at all: a full disk leaves neither a partial cache nor its temporary file
-        with atomic_output(path, suffix=".tmp.npy") as partial, open(partial, "wb") as out:
-            np.save(out, crops)
-    except OSError as error:  # the crops are in memory: this run goes on, only the next one decodes again
-        log.warning("could not keep the crops in the cache %s (%s; a full disk?): going on without it; "
-                    "free space there or set FKD_CACHE_DIR", path, error.strerror or error)
     return crops
 
 

@@ -53,24 +53,12 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     out = output_folder(args.out_dir, "--out-dir")
     root = resolve_data_root(args.data_root)
     stats = ParseStats()
-    records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad,
-                                  negative=args.negative, stats=stats)
-    if not records:  # never replace lists with empty ones
-        raise ValueError(f"no usable faces under {root} ({stats.summary()}); the lists were not written")
-    if face_label is not None:
-        for record in records:
-            record.label = face_label
-    if callable(extra_records):
-        extra_records = extra_records(records, root, stats)  # a blank face still keeps non-faces away
-    if extra_records:
-        records = records + extra_records
+    records = _all_records(args, root, stats, extra_records, face_label)
     left_out = set() if args.keep_blank_faces else _blank_lines(records, root, args.skip_bad, stats)
     # split first, leave out after: the photos and so every other line stay where they were
     train, test = split_by_photo(records, args.test_fraction, args.seed, photo_key)
     train = [r for r in train if id(r) not in left_out]
-    test = [r for r in test if id(r) not in left_out]
-    if drop_from_test:
-        test = [r for r in test if not drop_from_test(r.image)]
+    test = [r for r in test if id(r) not in left_out and not (drop_from_test and drop_from_test(r.image))]
     summary = {
         "data_root": str(root), "expand_ratio": args.expand_ratio, "test_fraction": args.test_fraction,
         "seed": args.seed, "negative": args.negative, "counts": dict(stats.counts),
@@ -92,6 +80,21 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
         path = verify_crops(train[: args.verify], root, out / "verify")
         print(f"drew {min(args.verify, len(train))} crops into {path}")
     return summary
+
+
+def _all_records(args, root: Path, stats: ParseStats, extra_records, face_label) -> list:
+    """Every face of the label files under ``root`` (labelled ``face_label`` where given), then the extra
+    records; never none, so empty lists never replace the old ones."""
+    records = records_from_labels(root, args.expand_ratio, skip_bad=args.skip_bad, negative=args.negative,
+                                  stats=stats)
+    if not records:
+        raise ValueError(f"no usable faces under {root} ({stats.summary()}); the lists were not written")
+    if face_label is not None:
+        for record in records:
+            record.label = face_label
+    if callable(extra_records):
+        extra_records = extra_records(records, root, stats)  # a blank face still keeps non-faces away
+    return records + list(extra_records or [])
 
 
 def _blank_lines(records, root, skip_bad: bool, stats: ParseStats) -> set[int]:

@@ -92,10 +92,19 @@ def summary_table(metrics: dict, title: str = "") -> str:
 
 
 def json_summary(metrics: dict, **extra) -> dict:
-    """The JSON-safe subset (drops the per-face array)."""
+    """The JSON-safe subset: the per-face array dropped, and a figure that has no value (nan: no face had
+    both eye corners apart, say) as null, since JSON has no nan."""
     out = {k: v for k, v in metrics.items() if k != "nme_io_per_face"}
     out.update(extra)
-    return out
+    return _null_for_nan(out)
+
+
+def _null_for_nan(value):
+    if isinstance(value, dict):
+        return {k: _null_for_nan(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def classification_metrics(is_face, face_prob, threshold: float = 0.5) -> dict:

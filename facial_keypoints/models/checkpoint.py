@@ -17,7 +17,7 @@ import torch
 
 from facial_keypoints.atomic import atomic_output
 from facial_keypoints.errors import CheckpointError
-from facial_keypoints.models.registry import MODELS, create_model
+from facial_keypoints.models.networks import MODELS, create_model
 
 FORMAT = "facial_keypoints/checkpoint"
 VERSION = 1

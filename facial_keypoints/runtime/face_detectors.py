@@ -147,21 +147,21 @@ def detect_faces(detector, image: Image.Image, max_side: int | None = None):
     return detections
 
 
-DETECTORS = {"mtcnn": MtcnnDetector, "yunet": YuNetDetector, "haar": HaarDetector}
+FACE_DETECTORS = {"mtcnn": MtcnnDetector, "yunet": YuNetDetector, "haar": HaarDetector}
 
 
-def default_detector() -> str:
+def default_face_detector() -> str:
     """``auto``'s choice: YuNet where its wheel is installed (it finds as many validation faces as MTCNN in
     less than half the time, benchmarks/detectors.py), else MTCNN."""
     import importlib.util
     return "yunet" if importlib.util.find_spec("yuface") is not None else "mtcnn"
 
 
-def create_detector(name: str = "auto", **kwargs):
-    """A detector by name: ``auto`` (``default_detector()``), ``yunet``, ``mtcnn`` or ``haar``."""
-    name = default_detector() if name == "auto" else name
-    if name not in DETECTORS:
-        raise ValueError(f"unknown face detector {name!r}; choose from auto, {', '.join(DETECTORS)}")
-    detector = DETECTORS[name](**kwargs)
+def create_face_detector(name: str = "auto", **kwargs):
+    """A detector by name: ``auto`` (``default_face_detector()``), ``yunet``, ``mtcnn`` or ``haar``."""
+    name = default_face_detector() if name == "auto" else name
+    if name not in FACE_DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; choose from auto, {', '.join(FACE_DETECTORS)}")
+    detector = FACE_DETECTORS[name](**kwargs)
     detector.name = name
     return detector

@@ -61,7 +61,7 @@ def face_threshold_of(config: dict) -> float:
 
 
 class PhotoPredictor:
-    """Candidate boxes from ``detector``, kept where the network's face probability >= ``face_threshold``
+    """Candidate boxes from ``face_detector``, kept where the network's face probability >= ``face_threshold``
     (default: the checkpoint's ``face_threshold``, else 0.5).
 
     ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
@@ -70,9 +70,9 @@ class PhotoPredictor:
     from the full-resolution photo.
     """
 
-    def __init__(self, model, config: dict, detector, face_threshold: float | None = None,
+    def __init__(self, model, config: dict, face_detector, face_threshold: float | None = None,
                  detect_max_side: int | None = None, refine: bool = True):
-        self.model, self.config, self.detector = model, config, detector
+        self.model, self.config, self.face_detector = model, config, face_detector
         self.runner = KeypointRunner(model, config)
         self.face_threshold = face_threshold if face_threshold is not None else face_threshold_of(config)
         self.detect_max_side = detect_max_side
@@ -92,7 +92,7 @@ class PhotoPredictor:
         timings = result.timings_ms
 
         started = time.perf_counter()
-        detections = detect_faces(self.detector, image, self.detect_max_side)
+        detections = detect_faces(self.face_detector, image, self.detect_max_side)
         timings["detector"] = (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()

@@ -166,8 +166,3 @@ def convert_to_cpu_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
         else:
             convert_to_cpu_sync_batchnorm(child)
     return module
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DistributedDataParallel (what checkpoints, averages and hooks see)."""
-    return getattr(model, "module", model)

@@ -101,6 +101,24 @@ class Progress:
         return min((selection_loss(h) for h in self.history), default=float("inf"))
 
 
+def naming_the_lines(error: NonFiniteLossError, train_set) -> str:
+    """The error's message with the list lines of its batch, and where to look first."""
+    lines = ", ".join(train_set.records[i].source or f"sample {i}" for i in error.indices[:8])
+    return (f"{error}. The batch's list lines: {lines}{' ...' if len(error.indices) > 8 else ''}. "
+            "Look at those labels first (gen_train_test.py checks them against their photos); if they "
+            "are right, a lower --lr or --clip-grad keeps the steps smaller")
+
+
+def epoch_entry(epoch: int, train_loss: float, val: dict, optimizer, seconds: float, stats: dict,
+                teacher: bool) -> dict:
+    """One row of the loss history (with a teacher, also the validation loss of the label terms alone)."""
+    entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"]}
+    if teacher:
+        entry["val_labels_loss"] = val["labels_loss"]
+    entry.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds, loader_wait_seconds=stats["wait_seconds"])
+    return entry
+
+
 def fit(model, train_set, val_set, loss: TrainingLoss, optimizer, *, epochs: int, batch_size: int, device,
         seed: int = 1, scheduler=None, average=None, run=None, progress: Progress | None = None,
         dist: Distributed | None = None, clip_grad: float = 0.0, log_interval: int = 20, workers: int = 0,
@@ -142,21 +160,14 @@ def fit(model, train_set, val_set, loss: TrainingLoss, optimizer, *, epochs: int
             stats = train_one_epoch(trained, loader, optimizer, loss, device, epoch, log_interval=log_interval,
                                     clip_grad=clip_grad, after_step=after_step)
         except NonFiniteLossError as error:
-            lines = ", ".join(train_set.records[i].source or f"sample {i}" for i in error.indices[:8])
-            raise NonFiniteLossError(
-                f"{error}. The batch's list lines: {lines}{' ...' if len(error.indices) > 8 else ''}. "
-                "Look at those labels first (gen_train_test.py checks them against their photos); if they "
-                "are right, a lower --lr or --clip-grad keeps the steps smaller") from None
+            raise NonFiniteLossError(naming_the_lines(error, train_set)) from None
         train_loss = dist.mean(stats["summed_loss"], stats["samples"])
         if not dist.is_main:
             continue  # rank 0 validates and writes; the others go on to the next epoch's first step
         with average.applied_to(net) if average else contextlib.nullcontext() as own_weights:
             val = validate(net, val_loader, loss, device)
-            entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"]}
-            if loss.has_teacher:
-                entry["val_labels_loss"] = val["labels_loss"]
-            entry.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started,
-                         loader_wait_seconds=stats["wait_seconds"])
+            entry = epoch_entry(epoch, train_loss, val, optimizer, time.perf_counter() - started, stats,
+                                loss.has_teacher)
             history.append(entry)
             log.info("epoch %d: train loss %.4f, validation loss %.4f%s%s (%.1fs)", epoch, train_loss, val["loss"],
                      f" (labels alone {val['labels_loss']:.4f})" if loss.has_teacher else "",

@@ -90,15 +90,7 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
     suffixes = (".jsonl", ".mp4") + ((".csv",) if csv else ())
     frames = read_frames(source)  # first: a video that cannot be opened leaves nothing behind
     remove_stale_partials(out_dir, stem)
-    temporary = {}
-    try:
-        for suffix in suffixes:  # temporary names keep the real suffix: OpenCV picks the container by it
-            handle, temporary[suffix] = tempfile.mkstemp(prefix=f".{stem}{PARTIAL}{os.getpid()}.", suffix=suffix,
-                                                         dir=out_dir)
-            os.close(handle)
-    except BaseException:
-        _remove(temporary.values())
-        raise
+    temporary = _temporaries(out_dir, stem, suffixes)
     counts = {"frames": 0, "faces": 0, "letterboxed": 0}
     started = time.perf_counter()
     bar = tqdm(desc=str(source), unit="frame", disable=not progress)
@@ -121,17 +113,37 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
     finally:
         bar.close()
         paths = {suffix: out_dir / f"{stem}{suffix}" for suffix in suffixes}
-        if keep and counts["frames"]:
-            umask = os.umask(0)
-            os.umask(umask)
-            for suffix, tmp in temporary.items():
-                os.chmod(tmp, 0o666 & ~umask)  # as a plainly created file (mkstemp's are owner-only)
-                os.replace(tmp, paths[suffix])
-        else:
-            _remove(temporary.values())
+        _finish(temporary, paths, keep and counts["frames"] > 0)
         counts.update(detections=tracker.detections, seconds=time.perf_counter() - started,
                       **{suffix[1:].replace("mp4", "video"): str(path) for suffix, path in paths.items()})
     return counts
+
+
+def _temporaries(out_dir: Path, stem: str, suffixes) -> dict[str, str]:
+    """{suffix: a fresh .STEM.partial.PID.XXXX.SUFFIX in out_dir}; the real suffix is kept, since OpenCV picks
+    the container by it."""
+    temporary = {}
+    try:
+        for suffix in suffixes:
+            handle, temporary[suffix] = tempfile.mkstemp(prefix=f".{stem}{PARTIAL}{os.getpid()}.", suffix=suffix,
+                                                         dir=out_dir)
+            os.close(handle)
+    except BaseException:
+        _remove(temporary.values())
+        raise
+    return temporary
+
+
+def _finish(temporary: dict, paths: dict, keep: bool) -> None:
+    """Rename the temporary files into place (``keep``), or remove them all."""
+    if not keep:
+        _remove(temporary.values())
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    for suffix, tmp in temporary.items():
+        os.chmod(tmp, 0o666 & ~umask)  # as a plainly created file (mkstemp's are owner-only)
+        os.replace(tmp, paths[suffix])
 
 
 def _one_frame(tracker, index, time_s, rgb, lines, table, drawing, counts) -> None:
@@ -155,7 +167,7 @@ class _VideoWriter:
     (OpenCV would silently drop it). ``write`` returns 1 for a letterboxed frame, else 0."""
 
     def __init__(self, path: str, fps: float):
-        self.path, self.fps, self.size, self.writer = path, fps, None, None
+        self.path, self.fps, self.size, self.writer, self.frames = path, fps, None, None, 0
 
     def write(self, rgb: np.ndarray) -> int:
         import cv2
@@ -166,16 +178,23 @@ class _VideoWriter:
                 raise OSError(f"cannot write the video {self.path}")
         boxed = (rgb.shape[1], rgb.shape[0]) != self.size
         self.writer.write(cv2.cvtColor(letterbox(rgb, self.size) if boxed else rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
         return int(boxed)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.writer is not None:
-            self.writer.release()
-            if os.path.getsize(self.path) == 0:  # OpenCV says nothing when its writes fail (a full disk)
-                raise OSError(28, "the video could not be written (is the disk full?)", self.path)
+        if self.writer is None:
+            return
+        self.writer.release()
+        # OpenCV says nothing when its writes fail (a full disk, a file size limit): read the file back
+        import cv2
+        written = cv2.VideoCapture(self.path)
+        frames = int(written.get(cv2.CAP_PROP_FRAME_COUNT)) if written.isOpened() else 0
+        written.release()
+        if frames != self.frames:
+            raise OSError(28, f"the video holds {frames} of its {self.frames} frames (a full disk?)", self.path)
 
 
 def _remove(paths) -> None:

@@ -8,13 +8,13 @@ new list with, besides the original lines,
   (IoU >= 0.5), with its labelled keypoints (label 1);
 - every detection whose IoU with all labelled faces is below --max-iou (label 0).
 
-    python stage3/detector_examples.py --data-root ../shared/data      # stage3/train_detector.txt
+    python stage3/face_detector_crops.py --data-root ../shared/data      # stage3/train_detector.txt
     facial-keypoints train --train-list stage3/train_detector.txt --finetune CKPT ...
     # or only the detector's crops, for the face/non-face loss and a teacher, not the keypoint loss:
-    python stage3/detector_examples.py --new-only --out stage3/train_extra.txt
+    python stage3/face_detector_crops.py --new-only --out stage3/train_extra.txt
     facial-keypoints train --train-list stage3/train.txt --extra-list stage3/train_extra.txt ...
     # and the hard faces: those a looser detector finds that the list above lacks
-    python stage3/detector_examples.py --min-face 24 --thresholds 0.3 0.4 0.4 \
+    python stage3/face_detector_crops.py --min-face 24 --thresholds 0.3 0.4 0.4 \
         --faces-beyond stage3/train_extra.txt --out stage3/train_extra_hardpos.txt
 """
 import argparse
@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facial_keypoints.errors import run_reporting_errors
-from facial_keypoints.runtime.face_detectors import create_detector
+from facial_keypoints.runtime.face_detectors import create_face_detector
 from facial_keypoints.geometry import BoxError, expand_box, iou
 from facial_keypoints.data.labels import read_labels
 from facial_keypoints.data.list_files import ListRecord, read_list, write_list
@@ -37,7 +37,7 @@ from facial_keypoints.data.images import open_photo
 STAGE_DIR = Path(__file__).resolve().parent
 
 
-def detector_examples(records, labels_by_photo, root, detector, ratio: float, max_iou: float, progress=True):
+def face_detector_crops(records, labels_by_photo, root, detector, ratio: float, max_iou: float, progress=True):
     """(faces, non_faces): ListRecords cut from the detector's boxes on the records' photos."""
     faces, non_faces = [], []
     for photo in tqdm(sorted({r.image for r in records}), desc="detecting", disable=not progress):
@@ -102,8 +102,8 @@ def main(argv=None) -> int:
         for face in read_labels(root):
             labels[face.image].append(face)
         options = {"thresholds": tuple(args.thresholds)} if args.detector == "mtcnn" else {}
-        detector = create_detector(args.detector, min_face=args.min_face, **options)
-        faces, non_faces = detector_examples(records, labels, root, detector, args.expand_ratio, args.max_iou,
+        detector = create_face_detector(args.detector, min_face=args.min_face, **options)
+        faces, non_faces = face_detector_crops(records, labels, root, detector, args.expand_ratio, args.max_iou,
                                              progress=not args.no_progress)
         if args.faces_beyond is not None:
             held = read_list(args.faces_beyond)
