@@ -3,7 +3,7 @@
     python benchmarks/crop_speed.py --data-root ../shared/data
 
 The test list's face boxes, cut from their decoded grayscale photos by
-``images.crop_warped`` (what ``inference.KeypointRunner`` uses) and, for
+``data.images.crop_warped`` (what ``runtime.keypoint_runner.KeypointRunner`` uses) and, for
 reference, by ``crop_resized`` (PIL, what training uses).  Faces are grouped by
 k = int(box side / crop side): k >= 2 is where area reduction happens.  Each
 crop is timed on its own, the faces in list order, ``--repeats`` passes; the

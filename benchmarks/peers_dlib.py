@@ -10,7 +10,7 @@ by the list ratio, as in training).  dlib's points map onto ours: eye corners
 9 points (divided by the labelled 6-9 distance, SPEC section 5) and milliseconds
 per face on one thread, the photo already decoded to grayscale: dlib's call
 samples its own pixels; ours counts the crop, the normalisation, the network and
-mapping the points back (``inference.KeypointRunner``, the path whole-photo predict uses).
+mapping the points back (``runtime.keypoint_runner.KeypointRunner``, the path whole-photo predict uses).
 The table gives each system's median and mean time per face, and its ratio to dlib's of
 both.  Each system first runs once over all test faces untimed (its points are scored; a
 warm-up), then over them in turn, each face once, as a program calling it face after

@@ -1,7 +1,7 @@
 """A worker's memory over a long run of ``predict --jsonl --workers 1``, with and without recycling.
 
 The YuNet wheel keeps about 35 KB per call, so a worker that never ends grows without bound. Each
-run hands one worker process ``--photos`` copies of one small face photo through ``bulk.annotate``
+run hands one worker process ``--photos`` copies of one small face photo through ``bulk.workers.annotate``
 (the code behind ``predict --jsonl --workers``) and samples the worker's resident memory every
 ``--every`` photos; one run never recycles its worker, the other replaces it every
 ``--recycle-after`` photos.

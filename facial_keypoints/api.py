@@ -45,6 +45,10 @@ class FaceLandmarker:
         refine: the second crop from the keypoints' own box (default on).
         detect_max_side: larger photos are shrunk to this for the detector only (None: the detector's
             own, 416 px for YuNet and 1280 px for MTCNN).
+
+    With an ONNX model (the shipped one is int8), photos and video run without torch. ``predictor``
+    (a ``runtime.photos.PhotoPredictor``) holds the face detector and the network; ``backend``,
+    ``config`` and ``face_threshold`` say what was loaded.
     """
 
     def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",

@@ -103,3 +103,26 @@ print(landmarker.backend, heavy)
 """
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "onnx-int8 []", out.stdout + out.stderr
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_COMPLEXITY = 300, 60, 15
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 300 lines; no function over 60 lines or over cyclomatic complexity 15 (radon)."""
+    from radon.complexity import cc_visit
+    too_big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(REPO)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"{where}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_big.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+        functions = [f for block in cc_visit(text) for f in getattr(block, "methods", None) or [block]]
+        too_big += [f"{where}:{f.lineno} {f.name}: complexity {f.complexity}"
+                    for f in functions if f.complexity > MAX_COMPLEXITY]
+    assert not too_big, "\n".join(too_big)

@@ -63,7 +63,7 @@ def predict_with_ray(photos: list, settings: dict, *, jsonl: Path | None = None,
     """Run ``photos`` (paths) through ``workers`` Ray actors; returns counts {"written", "failed", "skipped"}.
 
     ``settings``: FaceLandmarker's arguments (give each actor ``threads=1``: Ray gives it one CPU).
-    ``jsonl``: append records there, skipping photos already in it (``bulk.done_photos``); ``parquet``:
+    ``jsonl``: append records there, skipping photos already in it (``bulk.jsonl.done_photos``); ``parquet``:
     a folder for Ray's Parquet files, skipping photos its files hold already. ``address``: None starts a
     local Ray instance, ``"auto"`` joins the cluster this machine belongs to, ``ray://host:10001`` a
     remote one. ``recycle_after``: photos an actor does before a fresh one replaces it (None: bulk's).

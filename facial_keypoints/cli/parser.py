@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_flags(add("export", "a checkpoint as ONNX (dynamic batch), checked against PyTorch"))
     _quantize_flags(add("quantize", "an int8 ONNX model of a checkpoint, calibrated on crops of a list"))
     _pack_flags(add("pack", "a list's crops in one file, to train with --crops where the photos are not"))
-    # Listed here; its own parser (training/command.py) reads its flags, so --help stays light.
+    # Listed here; its own parser (training/flags.py) reads its flags, so --help stays light.
     commands.add_parser("train", add_help=False,
                         help="train a model on a list, or finetune a checkpoint (facial-keypoints train --help)")
     return parser

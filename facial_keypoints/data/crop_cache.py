@@ -6,7 +6,7 @@ shape ``(N, size, size)``.  Later uses, and every epoch, read that array.
 The cache key covers the boxes, the crop size and each photo's size and
 modification time, so a changed list or photo builds a fresh cache.  Before
 decoding, each photo's header is checked against the size recorded when its list
-was made and against its boxes (``lists.photo_size_problem``): a photo replaced
+was made and against its boxes (``data.lists.photo_size_problem``): a photo replaced
 since is refused, named with its list line, instead of cropped in the wrong places.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def load_crops(items, data_root, size: int, cache_dir=None, workers: int = 2,
 
     ``sources`` (one "file:line" per item) lets a bad photo be reported by the
     list line that asked for it.  ``photo_sizes`` ({image: (width, height)} when
-    the list was made, ``lists.recorded_sizes``) refuses photos replaced since.
+    the list was made, ``data.lists.recorded_sizes``) refuses photos replaced since.
     """
     data_root = Path(data_root)
     items = [(image, np.asarray(box, dtype=np.float64)) for image, box in items]

@@ -15,7 +15,7 @@ from facial_keypoints.data.lists import recorded_sizes
 class FaceCrops(Dataset):
     """Faces (and, in stage 3, non-faces) of a list, as ``size x size`` grayscale crops.
 
-    The crops are decoded once (see ``cache.load_crops``); ``__getitem__`` only
+    The crops are decoded once (see ``data.crop_cache.load_crops``); ``__getitem__`` only
     copies a crop, scales its keypoints into the frame and applies ``transform``.
     """
 

@@ -40,11 +40,11 @@ def generate_lists(args, photo_key=photo_of, extra_records=None, drop_from_test=
     function of the face records) are split with their photos by ``photo_key``;
     those for which ``drop_from_test`` is true never enter the test list.
     ``face_label`` (stage 3: 1) is written at the end of every face line.
-    Faces whose labelled box is one flat grey value (``lists.blank_faces``) are
+    Faces whose labelled box is one flat grey value (``data.lists.blank_faces``) are
     left out unless ``args.keep_blank_faces``, each named with its label line.
     The three files are replaced together, once all three are written: a full disk leaves the old
     ones (and no temporary files).  ``photo_sizes`` lets every reader of the lists refuse a photo
-    replaced since (``lists.photo_size_problem``).
+    replaced since (``data.lists.photo_size_problem``).
     """
     from facial_keypoints.data.lists import resolve_data_root
     if not math.isfinite(args.expand_ratio) or args.expand_ratio < 0:

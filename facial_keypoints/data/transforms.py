@@ -95,7 +95,7 @@ def crops_to_array(crops, normalize: bool = True) -> np.ndarray:
     """(N, H, W) uint8 crops -> the (N, 1, H, W) float32 array ``eval_transform`` would build one sample at a time.
 
     For inference on whole photos and in benchmarks, where the per-sample dict
-    costs more than a small network's forward pass (``inference.KeypointRunner``
+    costs more than a small network's forward pass (``runtime.keypoint_runner.KeypointRunner``
     hands it to ONNX Runtime as it is).
     """
     if isinstance(crops, np.ndarray) and crops.ndim == 2:

@@ -3,7 +3,7 @@
 One path that whole-photo predict, the Python API and the speed benchmarks share.  At
 batch 1 a face costs well under a millisecond of network on one CPU thread, so what
 happens around the network counts: the crop comes from the photo's uint8 array with
-OpenCV (``images.crop_warped``: area reduction, then an affine warp), the batch is built
+OpenCV (``data.images.crop_warped``: area reduction, then an affine warp), the batch is built
 in NumPy, and an ONNX model gets NumPy arrays without a round trip through torch.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from facial_keypoints.data.transforms import crops_to_array
 class KeypointRunner:
     """``runner(gray, crop_boxes)`` -> (points (N, 21, 2) in photo pixels, face probability (N,) or None).
 
-    ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
+    ``model`` is a torch module or a ``runtime.loading.OnnxModel``; ``config`` the
     checkpoint's (input size, normalisation).  ``crop_boxes`` are the expanded
     boxes the network sees, in the pixels of ``gray`` ((H, W) uint8 array).
     """

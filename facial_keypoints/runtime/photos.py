@@ -64,7 +64,7 @@ class PhotoPredictor:
     """Candidate boxes from ``face_detector``, kept where the network's face probability >= ``face_threshold``
     (default: the checkpoint's ``face_threshold``, else 0.5).
 
-    ``model`` is a torch module or a ``runtime.OnnxModel``; ``config`` the
+    ``model`` is a torch module or a ``runtime.loading.OnnxModel``; ``config`` the
     checkpoint's (input size, expansion ratio, normalisation).  Photos larger
     than ``detect_max_side`` (None: the detector's own) are shrunk for the detector only; crops always come
     from the full-resolution photo.

@@ -165,7 +165,7 @@ class RandomUnderexposure:
 
 class RandomLowResolution:
     """A small face: the crop shrunk to a side drawn log-uniformly in [``smallest``, half the crop]
-    by area averaging, then enlarged back bilinearly, as ``images.crop_warped`` enlarges a face
+    by area averaging, then enlarged back bilinearly, as ``data.images.crop_warped`` enlarges a face
     smaller than the crop.  Both resizes keep pixel centres aligned, so the points stay.
     """
 
