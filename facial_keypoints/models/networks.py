@@ -7,6 +7,9 @@ training loop, the metrics and the evaluator never need to know which it is.
 from __future__ import annotations
 
 # Importing a family registers its networks; this module is the one to import for all of them.
-from facial_keypoints.models import heatmap, regression, two_heads  # noqa: F401
-from facial_keypoints.models.initialise import freeze, init_output, init_weights  # noqa: F401
-from facial_keypoints.models.registry import MODELS, KeypointNet, count_parameters, create_model, register  # noqa: F401
+from facial_keypoints.models import heatmap, regression, two_heads
+from facial_keypoints.models.initialise import freeze, init_output, init_weights
+from facial_keypoints.models.registry import MODELS, KeypointNet, count_parameters, create_model, register
+
+__all__ = ["MODELS", "KeypointNet", "count_parameters", "create_model", "register", "freeze", "init_output",
+           "init_weights", "heatmap", "regression", "two_heads"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -60,6 +61,15 @@ def face_threshold_of(config: dict) -> float:
     return float(config.get("face_threshold", 0.5))
 
 
+class BoxRun(NamedTuple):
+    """One network pass over candidate boxes, in the photo's pixels."""
+
+    kept: np.ndarray                # (M,) indices of the boxes that could be cropped
+    crop_boxes: np.ndarray          # (M, 4) the expanded boxes the network saw
+    points: np.ndarray              # (M, 21, 2)
+    face_prob: np.ndarray | None    # (M,) face probability; None for a keypoint-only network
+
+
 class PhotoPredictor:
     """Candidate boxes from ``face_detector``, kept where the network's face probability >= ``face_threshold``
     (default: the checkpoint's ``face_threshold``, else 0.5).
@@ -99,21 +109,20 @@ class PhotoPredictor:
         gray = np.asarray(image.convert("L"))
         timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; run_boxes adds the cutting
         boxes, scores = detections.boxes, detections.scores
-        kept, crop_boxes, points, face_prob = self.run_boxes(gray, boxes, timings)
-        boxes, scores = boxes[kept], scores[kept]
+        run = self.run_boxes(gray, boxes, timings)
+        boxes, scores = boxes[run.kept], scores[run.kept]
         if self.refine and len(boxes):
-            boxes = box_from_keypoints(points)
-            again, crop_boxes, points, face_prob = self.run_boxes(gray, boxes, timings)
-            boxes, scores = boxes[again], scores[again]
-        if face_prob is None:  # a keypoints-only model: the detector's score decides
-            face_prob = scores
+            boxes = box_from_keypoints(run.points)
+            run = self.run_boxes(gray, boxes, timings)
+            boxes, scores = boxes[run.kept], scores[run.kept]
+        face_prob = run.face_prob if run.face_prob is not None else scores  # keypoints only: the detector decides
         for i in range(len(boxes)):
-            result.faces.append(Face(boxes[i], float(face_prob[i]), points[i].astype(np.float32), float(scores[i]),
-                                     crop_boxes[i], bool(face_prob[i] >= self.face_threshold)))
+            result.faces.append(Face(boxes[i], float(face_prob[i]), run.points[i].astype(np.float32),
+                                     float(scores[i]), run.crop_boxes[i], bool(face_prob[i] >= self.face_threshold)))
         return result
 
-    def run_boxes(self, gray: np.ndarray, boxes: np.ndarray, timings: dict):
-        """Crops of ``boxes`` through the network: (indices of the usable boxes, crop boxes, points, face prob)."""
+    def run_boxes(self, gray: np.ndarray, boxes: np.ndarray, timings: dict) -> "BoxRun":
+        """The crops of ``boxes`` through the network (``BoxRun``); boxes off the photo are left out."""
         started = time.perf_counter()
         height, width = gray.shape
         kept, crop_boxes = [], []
@@ -135,7 +144,7 @@ class PhotoPredictor:
         if batch is not None:
             points, face_prob = self.runner.points_and_probability(batch, crop_boxes)
         timings["network"] = timings.get("network", 0.0) + (time.perf_counter() - started) * 1e3
-        return np.array(kept, dtype=int), crop_boxes, points, face_prob
+        return BoxRun(np.array(kept, dtype=int), crop_boxes, points, face_prob)
 
     def predict_file(self, path) -> tuple[Image.Image, PhotoResult]:
         """Read ``path`` (``open_photo``; ImageError if it cannot) and predict; timings start with the decode."""

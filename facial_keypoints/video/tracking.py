@@ -103,11 +103,12 @@ class FaceTracker:
     def _follow(self, predictor, gray: np.ndarray) -> list[_Track] | None:
         """Every track moved to this frame through its keypoints' box, or None where one was lost."""
         boxes = box_from_keypoints(np.stack([t.face.keypoints for t in self.tracks]))
-        kept, crop_boxes, points, probs = predictor.run_boxes(gray, boxes, {})
-        if len(kept) < len(self.tracks) or probs is None or (probs < predictor.face_threshold).any():
+        run = predictor.run_boxes(gray, boxes, {})
+        probs = run.face_prob
+        if len(run.kept) < len(self.tracks) or probs is None or (probs < predictor.face_threshold).any():
             return None  # a face left the frame or turned away, or the scene changed: ask the detector
         moved = []
-        for track, crop_box, box, pts, prob in zip(self.tracks, crop_boxes, boxes, points, probs):
+        for track, crop_box, box, pts, prob in zip(self.tracks, run.crop_boxes, boxes, run.points, probs):
             face = Face(box, float(prob), pts.astype(np.float32), track.face.detector_score, crop_box)
             moved.append(_Track(track.id, face, track.size, track.smoother))
         return moved
