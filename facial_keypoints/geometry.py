@@ -22,10 +22,11 @@ def expand_box(box, ratio: float, width: int, height: int) -> np.ndarray:
     Raises BoxError when the face box does not overlap the image at all.
     """
     x1, y1, x2, y2 = (float(v) for v in box)
+    shown = [round(v, 2) for v in (x1, y1, x2, y2)]
     if x2 <= x1 or y2 <= y1:
-        raise BoxError(f"zero-size box {list(box)}")
+        raise BoxError(f"box {shown} is {'empty' if x2 == x1 or y2 == y1 else 'inverted'} (x2 <= x1 or y2 <= y1)")
     if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
-        raise BoxError(f"box {list(box)} lies outside the {width}x{height} image")
+        raise BoxError(f"box {shown} lies outside the {width}x{height} image")
     dw, dh = ratio * (x2 - x1), ratio * (y2 - y1)
     return np.array([
         max(0, math.floor(x1 - dw)), max(0, math.floor(y1 - dh)),

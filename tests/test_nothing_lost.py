@@ -75,6 +75,12 @@ def test_predict_writes_beside_a_users_video_and_photo_and_replaces_only_its_own
     # a rerun replaces its own outputs, under the same names
     assert cli(["predict", str(album / "new" / "holiday.jpg"), "--out", str(album), *FAST]) == 0
     assert sorted(p.name for p in album.iterdir()) == ["holiday.jpg", "holiday_.jpg", "holiday_.json", "new"]
+    # another photo of the same name is not the same input: its outputs go beside, not over, the first one's
+    first = (album / "holiday_.json").read_bytes()
+    (album / "other").mkdir()
+    Image.fromarray(face[:, ::-1].copy()).save(album / "other" / "holiday.jpg")
+    assert cli(["predict", str(album / "other" / "holiday.jpg"), "--out", str(album), *FAST]) == 0
+    assert (album / "holiday_.json").read_bytes() == first and (album / "holiday__.json").is_file()
 
 
 # 2: a failed video run leaves the earlier result as it was -----------------------------------------

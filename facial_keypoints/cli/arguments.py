@@ -13,6 +13,7 @@ def finite_float(low: float, high: float = float("inf"), low_open: bool = False)
             bounds = f"{'(' if low_open else '['}{low:g}, " + (f"{high:g}]" if math.isfinite(high) else "∞)")
             raise argparse.ArgumentTypeError(f"must be a finite number in {bounds}, not {text}")
         return value
+    parse.__name__ = "number"  # argparse's word for text that is no number at all: "invalid number value"
     return parse
 
 
@@ -23,6 +24,7 @@ def int_between(low: int, high: int):
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {value}")
         return value
+    parse.__name__ = "whole number"
     return parse
 
 
@@ -38,3 +40,6 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
+
+
+positive_int.__name__ = non_negative_int.__name__ = "whole number"  # "invalid whole number value: 'x'"

@@ -40,8 +40,9 @@ def output_stems(photos, out_dir) -> list[str]:
     ``STEM.mp4`` and ``STEM.csv``, in ``out_dir``): its own stem, with ``_`` added while it is taken.
 
     A stem is taken by an earlier input of this run, or where one of its outputs would replace one of
-    the inputs or any file that an earlier predict did not write (``written_by_predict``): two inputs of
-    one name keep both outputs, and a user's own photo, video or JSON is never written over.
+    the inputs or any file that an earlier predict did not write for this same input
+    (``written_by_predict``): two inputs of one name keep both outputs, a user's own photo, video or
+    JSON is never written over, and a rerun replaces its own outputs.
     """
     inputs = {Path(p).resolve() for p in photos if not isinstance(p, int)}
     out_dir = Path(out_dir).resolve()
@@ -49,28 +50,29 @@ def output_stems(photos, out_dir) -> list[str]:
     for photo in photos:
         stem = f"camera{photo}" if isinstance(photo, int) else Path(photo).stem  # an int is a live camera
         suffixes = VIDEO_OUTPUTS if is_video(photo) else PHOTO_OUTPUTS
-        while stem in taken or any(_not_ours(out_dir / f"{stem}{suffix}", inputs) for suffix in suffixes):
+        while stem in taken or any(_not_ours(out_dir / f"{stem}{suffix}", inputs, photo) for suffix in suffixes):
             stem += "_"
         taken.add(stem)
         stems.append(stem)
     return stems
 
 
-def _not_ours(path: Path, inputs: set) -> bool:
-    return path in inputs or (os.path.lexists(path) and not written_by_predict(path))
+def _not_ours(path: Path, inputs: set, source) -> bool:
+    return path in inputs or (os.path.lexists(path) and not written_by_predict(path, source))
 
 
-def written_by_predict(path: Path) -> bool:
+def written_by_predict(path: Path, source=None) -> bool:
     """Whether ``path`` is an output of an earlier predict, which a rerun may replace: a photo record
-    (``STEM.json``), frame lines (``STEM.jsonl``) or a table with predict's header (``STEM.csv``), or a
-    drawing (``STEM.jpg``, ``STEM.mp4``) beside the record of the same stem."""
+    (``STEM.json``; with ``source``, a record of that very photo), frame lines (``STEM.jsonl``) or a
+    table with predict's header (``STEM.csv``), or a drawing (``STEM.jpg``, ``STEM.mp4``) beside the
+    record of the same stem."""
     path = Path(path)
     if not path.is_file():
         return False
     if path.suffix == ".jpg":
-        return written_by_predict(path.with_suffix(".json"))
+        return written_by_predict(path.with_suffix(".json"), source)
     if path.suffix == ".mp4":
-        return written_by_predict(path.with_suffix(".jsonl"))
+        return written_by_predict(path.with_suffix(".jsonl"), source)
     try:
         with open(path, "rb") as handle:
             head = handle.read(1 << 26) if path.suffix == ".json" else handle.readline(1 << 20)
@@ -80,7 +82,16 @@ def written_by_predict(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     keys = ("image", "faces") if path.suffix == ".json" else ("frame", "faces")
-    return isinstance(record, dict) and all(key in record for key in keys)
+    if not (isinstance(record, dict) and all(key in record for key in keys)):
+        return False
+    return path.suffix != ".json" or source is None or _same_file(record["image"], source)
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def write_outputs(out_dir: Path, stem: str, image: Image.Image, result: PhotoResult, record: dict) -> tuple[Path, Path]:

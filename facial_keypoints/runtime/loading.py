@@ -141,7 +141,8 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
     checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if not checkpoint.is_file():
         from facial_keypoints.errors import CheckpointError
-        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+        raise CheckpointError(f"{checkpoint} is not a regular file" if checkpoint.exists()
+                              else f"checkpoint not found: {checkpoint}")
     backend = resolve_backend(checkpoint, backend)
     if backend == "torch":
         from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
