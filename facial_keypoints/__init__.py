@@ -3,11 +3,18 @@
     from facial_keypoints import FaceLandmarker
     faces = FaceLandmarker().detect("photo.jpg")
 
-Importing the package is light: torch and the model load with the first ``FaceLandmarker``.
+Importing the package is light: the model loads with the first ``FaceLandmarker``, and torch only
+for a torch backend (the shipped model runs on ONNX Runtime).
 The course's stage scripts (stage1/, stage2/, stage3/) take its lists, metrics, plots and checkpoint
 format; ``facial-keypoints train`` (``training/``) trains the shipped model.
 """
+from typing import TYPE_CHECKING
+
 from facial_keypoints.keypoints import FLIP_INDEX, NUM_POINTS, POINT_NAMES
+
+if TYPE_CHECKING:  # what type checkers see; at run time the classes load on first use (__getattr__)
+    from facial_keypoints.api import FaceLandmarker
+    from facial_keypoints.runtime.photos import Face
 
 __version__ = "1.0.0"
 __all__ = ["FaceLandmarker", "Face", "FLIP_INDEX", "NUM_POINTS", "POINT_NAMES", "__version__"]

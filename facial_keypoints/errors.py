@@ -12,6 +12,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is not one of this project's, or asks to run code when loaded; names the file."""
 
 
+class MissingExtra(ValueError):
+    """A part of the library that needs an extra which is not installed; names the extra."""
+
+
+def require_train(what: str) -> None:
+    """Refuse, in one line naming the ``[train]`` extra, ``what`` where PyTorch is not installed."""
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        raise MissingExtra(f"{what} needs PyTorch, which this installation lacks: pip install "
+                           "'facial_keypoints[train]' (or, in a checkout, pip install -r requirements.txt)")
+
+
 # Each of these carries a message naming the file (and line) at fault; no traceback is needed.
 USER_ERRORS = (LabelError, ImageError, CheckpointError, FileNotFoundError, ValueError)
 

@@ -96,7 +96,7 @@ def test_auto_picks_yunet_where_its_wheel_is_installed_and_both_find_the_faces(r
     from facial_keypoints.runtime.face_detectors import create_face_detector, default_face_detector
     from facial_keypoints.geometry import match_boxes
     from facial_keypoints.data.labels import read_labels
-    assert default_face_detector() == "yunet"  # requirements.txt installs the [yunet] extra
+    assert default_face_detector() == "yunet"  # requirements.txt installs yuface
     labelled = np.array([f.box for f in read_labels(real_root / "I") if f.image == PHOTO.split("/")[1]])
     rgb = np.asarray(Image.open(real_root / PHOTO).convert("RGB"))
     for name in ("yunet", "mtcnn"):

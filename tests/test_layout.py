@@ -126,3 +126,18 @@ def test_modules_and_functions_stay_small():
         too_big += [f"{where}:{f.lineno} {f.name}: complexity {f.complexity}"
                     for f in functions if f.complexity > MAX_COMPLEXITY]
     assert not too_big, "\n".join(too_big)
+
+
+def test_commands_that_need_torch_name_the_train_extra_where_it_is_missing(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from facial_keypoints.cli import main as cli
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name.split(".")[0] == "torch" else real(name, *rest))
+    for command in (["train", "--train-list", "x", "--save-directory", str(tmp_path)],
+                    ["evaluate", "--data", str(tmp_path)], ["export"], ["quantize", "--list", "x"],
+                    ["pack", "--list", "x", "--out", str(tmp_path / "p.npz")]):
+        assert cli(command) == 2, command
+        err = capsys.readouterr().err
+        assert "pip install 'facial_keypoints[train]'" in err and "Traceback" not in err, err

@@ -16,6 +16,12 @@ from facial_keypoints.errors import run_reporting_errors
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if argv[:1] == ["train"]:
+        from facial_keypoints.errors import MissingExtra, require_train
+        try:
+            require_train("facial-keypoints train")
+        except MissingExtra as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         from facial_keypoints.training.command import main as train
         return train(argv[1:])
     from facial_keypoints.cli.parser import build_parser

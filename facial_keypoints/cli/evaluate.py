@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from facial_keypoints.atomic import output_folder
+from facial_keypoints.errors import require_train
 from facial_keypoints.runtime.loading import is_shipped
 
 
@@ -17,6 +18,7 @@ def evaluation_dir(checkpoint) -> Path:
 def evaluate(args) -> int:
     """The keypoint metrics (and the classifier's, where the list has non-faces) of a model, printed as a
     table and one JSON line, and the cumulative error curve as OUT/ced.png."""
+    require_train("facial-keypoints evaluate")
     from facial_keypoints.data.labels import ParseStats
     from facial_keypoints.evaluation.engine import select_device
     from facial_keypoints.evaluation.evaluate import face_metrics, predict_records
@@ -78,6 +80,7 @@ def classifier_figures(records, result, config: dict) -> dict:
 
 
 def pack(args) -> int:
+    require_train("facial-keypoints pack")
     from facial_keypoints.data.list_files import read_list
     from facial_keypoints.data.lists import resolve_data_root
     from facial_keypoints.training.crop_pack import write_pack

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from facial_keypoints.atomic import output_folder
+from facial_keypoints.errors import require_train
 from facial_keypoints.runtime.loading import derived_path
 from facial_keypoints.weights import WEIGHTS_DIR
 
@@ -17,6 +18,7 @@ def writable_output(path: Path) -> Path:
 
 
 def quantize(args) -> int:
+    require_train("facial-keypoints quantize")
     import numpy as np
     import torch
 
@@ -62,6 +64,7 @@ def quantize(args) -> int:
 
 
 def export(args) -> int:
+    require_train("facial-keypoints export")
     import numpy as np
     import torch
 

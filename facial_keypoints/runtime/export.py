@@ -11,7 +11,8 @@ import torch
 
 from facial_keypoints.atomic import atomic_output
 from facial_keypoints.outputs import KeypointOutput
-from facial_keypoints.runtime.loading import CONFIG_KEY, SOURCE_KEY, file_sha256
+from facial_keypoints.keypoints import POINT_NAMES
+from facial_keypoints.runtime.loading import CONFIG_KEY, POINTS_KEY, SOURCE_KEY, file_sha256
 
 
 def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int = 17) -> Path:
@@ -32,7 +33,7 @@ def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int 
 
 
 def stamp_source(onnx_path, checkpoint) -> None:
-    """Record ``checkpoint``'s SHA-256 and its settings (the config, as JSON) in the ONNX model's metadata
+    """Record ``checkpoint``'s SHA-256, its settings (the config) and the point names in the ONNX model's metadata
     (the graph is untouched): the loader (``loading.find_onnx``) runs it only for that very checkpoint,
     and without torch."""
     import json
@@ -42,7 +43,8 @@ def stamp_source(onnx_path, checkpoint) -> None:
     from facial_keypoints.models.checkpoint import json_safe, load_checkpoint
     model = onnx.load(str(onnx_path))
     stamps = {SOURCE_KEY: file_sha256(checkpoint),
-              CONFIG_KEY: json.dumps(json_safe(load_checkpoint(checkpoint)["config"]))}
+              CONFIG_KEY: json.dumps(json_safe(load_checkpoint(checkpoint)["config"])),
+              POINTS_KEY: json.dumps(POINT_NAMES)}
     kept = [p for p in model.metadata_props if p.key not in stamps]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

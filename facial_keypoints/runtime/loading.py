@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facial_keypoints.keypoints import POINT_NAMES
 from facial_keypoints.outputs import KeypointOutput
 from facial_keypoints.weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
 
@@ -47,6 +48,7 @@ def derived_path(checkpoint, backend: str) -> Path:
 
 
 CONFIG_KEY = "config"  # ONNX metadata: the checkpoint's settings as JSON, so no torch is needed to run it
+POINTS_KEY = "point_names"  # ONNX metadata: the 21 points' names, in the output's order
 
 
 def onnx_metadata(onnx_path) -> dict | None:
@@ -110,8 +112,9 @@ class OnnxModel:
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
-        recorded = self.session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
-        self.config: dict | None = json.loads(recorded) if recorded else None  # the checkpoint's settings
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.config: dict | None = json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
+        self.point_names: list | None = json.loads(metadata[POINTS_KEY]) if POINTS_KEY in metadata else None
 
     def eval(self):
         return self
@@ -145,6 +148,8 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
                               else f"checkpoint not found: {checkpoint}")
     backend = resolve_backend(checkpoint, backend)
     if backend == "torch":
+        from facial_keypoints.errors import require_train
+        require_train(f"{checkpoint} on the torch backend (it has no ONNX file made from it)")
         from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
         payload = load_checkpoint(checkpoint)
         if threads:
@@ -158,6 +163,9 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
             f"facial-keypoints {MAKERS[backend]} --checkpoint {checkpoint}"
             + (" --list LIST" if backend == "onnx-int8" else ""))
     model = OnnxModel(path, threads)
+    if model.point_names is not None and list(model.point_names) != list(POINT_NAMES):
+        from facial_keypoints.errors import CheckpointError
+        raise CheckpointError(f"{path} names other points than this library's 21 ({model.point_names[:3]} ...)")
     if model.config is not None:
         return model, {"config": model.config}, backend
     from facial_keypoints.models.checkpoint import load_checkpoint  # a file made before settings were recorded
