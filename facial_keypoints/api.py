@@ -45,6 +45,9 @@ class FaceLandmarker:
         refine: the second crop from the keypoints' own box (default on).
         detect_max_side: larger photos are shrunk to this for the detector only (None: the detector's
             own, 416 px for YuNet and 1280 px for MTCNN).
+        device: ``cpu`` or ``cuda`` for the network (ONNX Runtime's CUDA provider, from the
+            ``onnxruntime-gpu`` package that replaces ``onnxruntime``; or torch's CUDA); refused in one
+            line where it is not available. The face detector stays on the CPU.
 
     With an ONNX model (the shipped one is int8), photos and video run without torch. ``predictor``
     (a ``runtime.photos.PhotoPredictor``) holds the face detector and the network; ``backend``,
@@ -53,7 +56,7 @@ class FaceLandmarker:
 
     def __init__(self, checkpoint: str | PathLike | None = None, *, backend: str = "auto",
                  detector: str = "auto", threads: int | None = None, face_threshold: float | None = None,
-                 min_face: int = 40, refine: bool = True, detect_max_side: int | None = None):
+                 min_face: int = 40, refine: bool = True, detect_max_side: int | None = None, device: str = "cpu"):
         from facial_keypoints.runtime.face_detectors import create_face_detector
         from facial_keypoints.runtime.photos import PhotoPredictor
         from facial_keypoints.runtime.loading import load
@@ -63,7 +66,7 @@ class FaceLandmarker:
             raise ValueError(f"face_threshold must be a probability in [0, 1], not {face_threshold}")
         if not isinstance(min_face, int) or min_face < MIN_FACE:
             raise ValueError(f"min_face must be a whole number of pixels, at least {MIN_FACE}, not {min_face}")
-        self.network, payload, self.backend = load(checkpoint, backend, threads)
+        self.network, payload, self.backend = load(checkpoint, backend, threads, device)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         self.config: dict = payload["config"]
         face_detector = create_face_detector(detector, min_face=min_face, threads=threads)

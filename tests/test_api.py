@@ -112,3 +112,12 @@ def test_landmarks_refuses_boxes_of_another_shape_or_not_finite(landmarker, boxe
     with pytest.raises(ValueError, match=needle):
         landmarker.landmarks(np.zeros((80, 80, 3), np.uint8), boxes)
     assert landmarker.landmarks(np.zeros((80, 80, 3), np.uint8), []).shape == (0, 21, 2)
+
+
+def test_a_device_that_is_not_there_is_refused_in_one_line():
+    import onnxruntime
+    with pytest.raises(ValueError, match="unknown device"):
+        FaceLandmarker(device="tpu")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():  # CPU machines, CI among them
+        with pytest.raises(ValueError, match="onnxruntime-gpu"):
+            FaceLandmarker(device="cuda")

@@ -11,7 +11,7 @@ from facial_keypoints.cli.evaluate import evaluate, pack
 from facial_keypoints.cli.model_files import export, quantize
 from facial_keypoints.cli.predict import predict
 from facial_keypoints.runtime.face_detectors import MIN_FACE
-from facial_keypoints.runtime.loading import BACKENDS, OPSETS
+from facial_keypoints.runtime.loading import BACKENDS, DEVICES, OPSETS
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
 DESCRIPTION = "facial-keypoints COMMAND: predict, evaluate, export, quantize, pack and train."
@@ -88,6 +88,9 @@ def _predict_flags(pr) -> None:
                     help="one network pass on the detector's box instead of a second one on the box the first "
                          "pass's keypoints imply")
     pr.add_argument("--threads", type=positive_int, default=None, help="CPU threads (None: all cores)")
+    pr.add_argument("--device", choices=DEVICES, default="cpu",
+                    help="where the network runs: cuda needs onnxruntime-gpu in place of onnxruntime (or torch's "
+                         "CUDA for --backend torch)")
     pr.set_defaults(func=predict)
 
 

@@ -88,7 +88,7 @@ def landmarker_settings(args, threads: int | None) -> dict:
     """``FaceLandmarker``'s arguments from predict's flags (workers and actors load their own model)."""
     return dict(checkpoint=args.checkpoint, backend=args.backend, detector=args.detector, threads=threads,
                 face_threshold=args.face_threshold, min_face=args.min_face, refine=not args.no_refine,
-                detect_max_side=args.detect_max_side)
+                detect_max_side=args.detect_max_side, device=args.device)
 
 
 def predict_jsonl(photos: list, args) -> int:

@@ -40,9 +40,10 @@ class KeypointRunner:
         if self.run_arrays is not None:
             return self.run_arrays(batch)
         import torch
+        device = next(self.model.parameters()).device
         with torch.no_grad():
-            out = KeypointOutput.of(self.model(torch.from_numpy(batch)))
-        return KeypointOutput(*(None if value is None else value.float().numpy() for value in out))
+            out = KeypointOutput.of(self.model(torch.from_numpy(batch).to(device)))
+        return KeypointOutput(*(None if value is None else value.float().cpu().numpy() for value in out))
 
     def points_and_probability(self, batch: np.ndarray, crop_boxes: np.ndarray):
         """The network on ``batch`` (from ``crops``), its points mapped to the photo through ``crop_boxes``."""

@@ -97,10 +97,27 @@ def resolve_backend(checkpoint, backend: str = "auto") -> str:
     return "torch"
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def onnx_providers(device: str) -> list[str]:
+    """ONNX Runtime's execution providers for ``device``; a ValueError in one line where CUDA is asked for
+    and this ONNX Runtime has none (the onnxruntime-gpu package replaces onnxruntime; they do not mix)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ValueError("device cuda needs ONNX Runtime's CUDA build: pip uninstall onnxruntime && pip install "
+                         "onnxruntime-gpu (this one offers " + ", ".join(ort.get_available_providers()) + ")")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
 class OnnxModel:
     """Callable like the torch model on a (N, 1, H, W) tensor, backed by ONNX Runtime; ``run_arrays`` for NumPy."""
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, device: str = "cpu"):
         import onnxruntime as ort
         options = ort.SessionOptions()
         # No busy-waiting between runs: in whole-photo predict the torch face detector
@@ -110,7 +127,7 @@ class OnnxModel:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
         self.outputs = [o.name for o in self.session.get_outputs()]
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.config: dict | None = json.loads(metadata[CONFIG_KEY]) if CONFIG_KEY in metadata else None
@@ -133,7 +150,7 @@ class OnnxModel:
         return KeypointOutput.from_named(dict(zip(self.outputs, values)))
 
 
-def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
+def load(checkpoint=None, backend: str = "auto", threads: int | None = None, device: str = "cpu"):
     """``(network, payload, backend)`` for ``checkpoint`` (default: the shipped model).
 
     ``network`` is a torch module in eval mode or an ``OnnxModel``; ``payload`` the checkpoint, or for an
@@ -142,6 +159,8 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
     ``auto`` resolved to.
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
     if not checkpoint.is_file():
         from facial_keypoints.errors import CheckpointError
         raise CheckpointError(f"{checkpoint} is not a regular file" if checkpoint.exists()
@@ -155,14 +174,16 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None):
         if threads:
             import torch
             torch.set_num_threads(threads)
-        return model_from_checkpoint(payload, checkpoint).eval(), payload, backend
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device cuda: torch finds no CUDA device here")
+        return model_from_checkpoint(payload, checkpoint).eval().to(device), payload, backend
     path = find_onnx(checkpoint, backend)
     if path is None:
         raise FileNotFoundError(
             f"no {backend} model made from {checkpoint} (beside it, or in the user cache): make one with "
             f"facial-keypoints {MAKERS[backend]} --checkpoint {checkpoint}"
             + (" --list LIST" if backend == "onnx-int8" else ""))
-    model = OnnxModel(path, threads)
+    model = OnnxModel(path, threads, device)
     if model.point_names is not None and list(model.point_names) != list(POINT_NAMES):
         from facial_keypoints.errors import CheckpointError
         raise CheckpointError(f"{path} names other points than this library's 21 ({model.point_names[:3]} ...)")
