@@ -1,13 +1,14 @@
 """A worker's memory over a long run of ``predict --jsonl --workers 1``, with and without recycling.
 
 The YuNet wheel keeps about 35 KB per call, so a worker that never ends grows without bound. Each
-run hands one worker process ``--photos`` copies of one small face photo through ``bulk.workers.annotate``
-(the code behind ``predict --jsonl --workers``) and samples the worker's resident memory every
+run hands one worker process ``--photos`` copies of one small face photo through
+``bulk.workers.annotate`` (the code behind ``predict --jsonl --workers``) and samples the worker's resident memory every
 ``--every`` photos; one run never recycles its worker, the other replaces it every
 ``--recycle-after`` photos.
 
     python benchmarks/worker_memory.py                      # 20,000 photos each way (about 12 minutes)
     python benchmarks/worker_memory.py --photos 2000 --recycle-after 500    # a quick look
+    python benchmarks/worker_memory.py --detector mtcnn --never-only        # MTCNN on ONNX Runtime
 
 Prints one row per sample and writes benchmarks/results/worker_memory.md.
 """
@@ -53,7 +54,8 @@ def workers_of(pid: int) -> list[int]:
     return found
 
 
-def one_run(photo: Path, photos: int, recycle_after: int, every: int, folder: Path) -> list[tuple[int, float]]:
+def one_run(photo: Path, photos: int, recycle_after: int, every: int, folder: Path,
+            detector: str = "yunet") -> list[tuple[int, float]]:
     """(photos done, the worker's resident MiB) every ``every`` photos."""
     results = folder / f"run{recycle_after}.jsonl"
     writer, counts, samples, peak = JsonlWriter(results), {}, [], {"rss": 0.0}
@@ -79,7 +81,7 @@ def one_run(photo: Path, photos: int, recycle_after: int, every: int, folder: Pa
     for thread in threads:
         thread.start()
     try:
-        annotate([photo] * photos, writer, dict(threads=1, detector="yunet"), workers=1, progress=False,
+        annotate([photo] * photos, writer, dict(threads=1, detector=detector), workers=1, progress=False,
                  counts=counts, recycle_after=recycle_after)
     finally:
         stop.set()
@@ -94,24 +96,35 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=int, default=20000)
     parser.add_argument("--recycle-after", type=int, default=5000)
     parser.add_argument("--every", type=int, default=2000, help="photos between samples")
+    parser.add_argument("--detector", default="yunet", choices=("yunet", "mtcnn", "haar"))
+    parser.add_argument("--never-only", action="store_true", help="only the run that never replaces its worker")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "worker_memory.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="None: benchmarks/results/worker_memory.md (worker_memory_DETECTOR.md for another one)")
     args = parser.parse_args(argv)
+    args.out = args.out or Path(__file__).parent / "results" / (
+        "worker_memory.md" if args.detector == "yunet" else f"worker_memory_{args.detector}.md")
     from PIL import Image
     with tempfile.TemporaryDirectory() as folder:
         photo = Path(folder) / "face.jpg"
         image = Image.open(resolve_data_root(args.data_root) / PHOTO)
         image.resize((320, round(image.height * 320 / image.width))).save(photo)
-        runs = {label: one_run(photo, args.photos, recycle, args.every, Path(folder))
-                for label, recycle in (("never", args.photos + 1), (str(args.recycle_after), args.recycle_after))}
+        plans = [("never", args.photos + 1)]
+        if not args.never_only:
+            plans.append((str(args.recycle_after), args.recycle_after))
+        runs = {label: one_run(photo, args.photos, recycle, args.every, Path(folder), args.detector)
+                for label, recycle in plans}
     rows = ["| photos done | " + " | ".join(f"recycled: {label}" for label in runs) + " |",
             "|---:|" + "---:|" * len(runs)]
     for n, (done, _) in enumerate(runs["never"]):
         rows.append(f"| {done:,} | " + " | ".join(f"{samples[n][1]:.0f} MiB" if n < len(samples) else "-"
                                                  for samples in runs.values()) + " |")
+    command = " ".join(["python benchmarks/worker_memory.py", f"--photos {args.photos}"]
+                       + ([f"--detector {args.detector}"] if args.detector != "yunet" else [])
+                       + (["--never-only"] if args.never_only else [f"--recycle-after {args.recycle_after}"]))
     text = (f"# A worker's peak resident memory over {args.photos:,} photos\n\n"
-            f"`python benchmarks/worker_memory.py --photos {args.photos} --recycle-after {args.recycle_after}` "
-            f"on {machine()}: one worker, the YuNet detector, one 320-px face photo again and again.\n\n"
+            f"`{command}` on {machine()}: one worker, the {args.detector} face detector, one 320-px face photo "
+            "again and again.\n\n"
             + "\n".join(rows) + "\n")
     args.out.write_text(text)
     print(text)

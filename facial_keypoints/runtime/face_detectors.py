@@ -1,17 +1,17 @@
 """Candidate face boxes on whole photos, from detectors whose weights ship inside installed packages.
 
-Both detectors return boxes in *this data set's* convention (the labelled
-``label.txt`` boxes), so the stage-3 crop (the box expanded by the list's ratio)
-looks like the crops the model was trained on:
+Each detector returns boxes in *this data set's* convention (the labelled ``label.txt`` boxes), so
+the stage-3 crop (the box expanded by the list's ratio) looks like the crops the model was trained on:
 
-- ``mtcnn`` (default): facenet-pytorch's MTCNN, its three small nets' weights in
-  the wheel.  Its boxes are taller than ours and sit higher (they include the
-  forehead); ``MTCNN_TO_LABEL`` maps them, fitted on 494 training photos
-  (median ratios over 1,052 matched faces).
-- ``haar``: OpenCV's bundled frontal-face Haar cascade, for comparison; it finds
-  far fewer of this data set's faces (many are turned or tilted).
+- ``yunet`` (the default where its wheel installs: CPython 3.10-3.11, x86-64 Linux): libfacedetection's
+  YuNet through ``yuface``, the model inside the wheel;
+- ``mtcnn`` (the default elsewhere): MTCNN's three small networks as ONNX files inside this package
+  (facenet-pytorch's weights), run by ONNX Runtime (``runtime/mtcnn.py``). Its boxes are taller than
+  ours and sit higher (they include the forehead); ``MTCNN_TO_LABEL`` maps them;
+- ``haar``: OpenCV's bundled frontal-face Haar cascade, for comparison; it finds far fewer of this
+  data set's faces (many are turned or tilted).
 
-Thresholds are loose on purpose: the stage-3 classifier is the filter.
+Thresholds are loose on purpose: the stage-3 classifier is the filter. None of them needs torch.
 """
 from __future__ import annotations
 
@@ -46,32 +46,21 @@ class Detections:
 
 
 class MtcnnDetector:
+    """MTCNN's three networks on ONNX Runtime (``runtime/mtcnn.py``; facenet-pytorch's weights, MIT,
+    exported into the package by ``recipes/export_mtcnn.py``): no torch, on every platform."""
+
     to_label = MTCNN_TO_LABEL
     max_side = 1280  # photos are shrunk to this side first (detect_faces, below)
 
     def __init__(self, min_face: int = 40, thresholds=(0.5, 0.6, 0.6), threads: int | None = None):
-        from facial_keypoints.errors import MissingExtra, require_train
-        require_train("the mtcnn face detector")
-        try:
-            import torch
-            from facenet_pytorch import MTCNN
-        except ImportError:  # a clear message, not a traceback from deep inside
-            raise MissingExtra("the mtcnn face detector needs facenet-pytorch: pip install "
-                               "'facial_keypoints[train]'") from None
-        if threads:
-            torch.set_num_threads(threads)
-        self.net = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), device="cpu",
-                         post_process=False, select_largest=False)
+        from facial_keypoints.runtime.mtcnn import Mtcnn
+        self.net = Mtcnn(min_face, thresholds, threads)
         self.min_face = min_face
 
     def __call__(self, rgb: np.ndarray) -> Detections:
-        import torch
-        if min(rgb.shape[:2]) < self.min_face:  # no face fits, and MTCNN's empty image pyramid would raise
+        if min(rgb.shape[:2]) < self.min_face:  # no face fits: an empty pyramid
             return Detections(np.zeros((0, 4)), np.zeros(0))
-        with torch.no_grad():
-            boxes, scores = self.net.detect(rgb)
-        if boxes is None:
-            return Detections(np.zeros((0, 4)), np.zeros(0))
+        boxes, scores = self.net(rgb)
         return Detections(adjust_boxes(boxes, *self.to_label), np.asarray(scores, dtype=np.float64))
 
 
@@ -155,17 +144,9 @@ FACE_DETECTORS = {"mtcnn": MtcnnDetector, "yunet": YuNetDetector, "haar": HaarDe
 
 def default_face_detector() -> str:
     """``auto``'s choice: YuNet where its wheel is installed (it finds as many validation faces as MTCNN in
-    less than half the time, benchmarks/detectors.py), else MTCNN where ``[train]`` is installed, else
-    OpenCV's Haar cascade, which finds far fewer turned faces (said once, as a warning)."""
+    less than half the time, benchmarks/detectors.py), else MTCNN, which runs everywhere."""
     import importlib.util
-    if importlib.util.find_spec("yuface") is not None:
-        return "yunet"
-    if importlib.util.find_spec("facenet_pytorch") is not None:
-        return "mtcnn"
-    import warnings
-    warnings.warn("no yuface and no facenet-pytorch here: faces come from OpenCV's Haar cascade, which misses "
-                  "many turned faces; pip install yuface (x86-64 Linux) or 'facial_keypoints[train]' for better")
-    return "haar"
+    return "yunet" if importlib.util.find_spec("yuface") is not None else "mtcnn"
 
 
 def create_face_detector(name: str = "auto", **kwargs):

@@ -40,7 +40,8 @@ class KeypointRunner:
         if self.run_arrays is not None:
             return self.run_arrays(batch)
         import torch
-        device = next(self.model.parameters()).device
+        weight = next(iter(self.model.parameters()), None)
+        device = weight.device if weight is not None else "cpu"
         with torch.no_grad():
             out = KeypointOutput.of(self.model(torch.from_numpy(batch).to(device)))
         return KeypointOutput(*(None if value is None else value.float().cpu().numpy() for value in out))
