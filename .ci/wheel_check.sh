@@ -19,6 +19,7 @@ cd "$work"
 cp "$photo" photo.jpg
 "$work/venv/bin/facial-keypoints" predict photo.jpg --out light/
 "$full" predict photo.jpg --out full/
+"$work/venv/bin/facial-keypoints" predict photo.jpg --detector mtcnn --out mtcnn/   # the detector of every platform
 if "$work/venv/bin/facial-keypoints" train --help > train.txt 2>&1; then echo "train ran without torch"; exit 1; fi
 grep -q "facial_keypoints\[train\]" train.txt
 "$work/venv/bin/python" - "$repo/README.md" <<'PY'
@@ -32,5 +33,6 @@ faces = FaceLandmarker().detect("photo.jpg")
 assert light["faces"] == [f.as_json() for f in faces], "predict's JSON and the API disagree"
 assert light["faces"] == full["faces"] and light["detector"] == full["detector"], "light and full installs disagree"
 assert faces and "torch" not in sys.modules, "no face found, or torch imported"
+assert json.load(open("mtcnn/photo.json"))["faces"], "MTCNN on ONNX Runtime found no face"
 print(f"wheel check: {len(faces)} face(s); predict and the API agree, and the light install matches the full one")
 PY
