@@ -44,3 +44,14 @@ def output_folder(path, flag: str = "--out") -> Path:
     except OSError as error:
         raise ValueError(f"{flag} {path}: cannot write there ({error.strerror or error})") from None
     return path
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists: a temporary file or lock that names a dead one is stale."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and another user's
+        return True
+    return True

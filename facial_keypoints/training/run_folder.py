@@ -6,7 +6,7 @@ import csv
 import os
 from pathlib import Path
 
-from facial_keypoints.atomic import atomic_output
+from facial_keypoints.atomic import atomic_output, process_alive
 from facial_keypoints.models.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, on_cpu, save_checkpoint
 from facial_keypoints.evaluation.plots import plot_loss_curves
 from facial_keypoints.training.loop import Progress
@@ -36,7 +36,7 @@ def save_directory_lock(folder: Path):
                 holder, started = int(fields[0]), (fields[1] if len(fields) > 1 else None)
             except (OSError, ValueError, IndexError):
                 holder, started = 0, None
-            if holder and holder != os.getpid() and _alive(holder) and started in (None, _start_time(holder)):
+            if holder and holder != os.getpid() and process_alive(holder) and started in (None, _start_time(holder)):
                 raise SaveDirectoryBusy(f"{folder} is in use by another training run (pid {holder}, {lock}); "
                                         "wait for it, or give --save-directory another folder") from None
             lock.unlink(missing_ok=True)  # left by a run that no longer exists
@@ -48,13 +48,6 @@ def save_directory_lock(folder: Path):
         lock.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

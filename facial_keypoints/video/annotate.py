@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facial_keypoints.video.frames import read_frames
+from facial_keypoints.atomic import process_alive
 from facial_keypoints.drawing import draw_faces
+from facial_keypoints.video.frames import read_frames
 
 def csv_header() -> list[str]:
     """The columns of ``STEM.csv``: frame, time, track id, face score, box, then x and y of each point."""
@@ -55,17 +56,10 @@ def remove_stale_partials(out_dir: Path, stem: str) -> None:
     """Remove ``STEM``'s temporary outputs left by a run that was killed outright (its pid is gone)."""
     for path in Path(out_dir).glob(glob.escape(f".{stem}{PARTIAL}") + "*"):
         pid = path.name[len(f".{stem}{PARTIAL}"):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
