@@ -23,6 +23,7 @@ from facial_keypoints.atomic import process_alive
 from facial_keypoints.drawing import draw_faces
 from facial_keypoints.video.frames import read_frames
 
+
 def csv_header() -> list[str]:
     """The columns of ``STEM.csv``: frame, time, track id, face score, box, then x and y of each point."""
     from facial_keypoints.keypoints import POINT_NAMES
