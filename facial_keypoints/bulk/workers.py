@@ -21,7 +21,7 @@ import sys
 
 from facial_keypoints.bulk.jsonl import JsonlWriter
 
-WORKER_MEMORY = 700 * 2**20  # what one worker's model, detector and photos take, in bytes (about)
+WORKER_MEMORY = 400 * 2**20  # a worker's peak with YuNet just before it is replaced (worker_memory.md), bytes
 RECYCLE_AFTER = 5000         # photos a worker processes before a fresh process takes its place
 
 
