@@ -113,3 +113,11 @@ def real_root():
             pytest.fail(message)  # CI must not pass by skipping the tests that read the real data
         pytest.skip(message)
     return REAL_DATA
+
+
+def linked_photos(real_root, folder: Path, count: int) -> Path:
+    """``folder`` holding links to the first ``count`` photos of the real data's folder II."""
+    folder.mkdir()
+    for source in sorted((real_root / "II").glob("*.jpg"))[:count]:
+        os.symlink(source, folder / source.name)
+    return folder

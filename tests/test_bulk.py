@@ -13,6 +13,8 @@ from PIL import Image
 from facial_keypoints.bulk.jsonl import JsonlError, done_photos
 from facial_keypoints.cli import main as cli
 
+from conftest import linked_photos
+
 
 def records(path: Path) -> dict:
     """{image: record without its timings} of a results file; fails on a repeated photo."""
@@ -27,11 +29,7 @@ def records(path: Path) -> dict:
 
 @pytest.fixture
 def photos(real_root, tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for source in sorted((real_root / "II").glob("*.jpg"))[:30]:
-        os.symlink(source, folder / source.name)
-    return folder
+    return linked_photos(real_root, tmp_path / "photos", 30)
 
 
 def test_workers_write_what_one_process_writes_and_a_rerun_adds_nothing(photos, tmp_path, capsys):

@@ -23,7 +23,7 @@ from facial_keypoints.cli import main as cli
 from facial_keypoints.video.frames import VideoFrames, read_frames
 from facial_keypoints.video.annotate import annotate_video
 
-from conftest import REPO
+from conftest import REPO, linked_photos
 
 FACE = "II/004002.jpg"
 FAST = ["--no-progress", "--threads", "2"]
@@ -236,11 +236,7 @@ def test_detect_on_a_list_names_the_bad_item_before_any_work(landmarker, face, m
 
 @pytest.fixture
 def three_photos(real_root, tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for source in sorted((real_root / "II").glob("*.jpg"))[:3]:
-        os.symlink(source, folder / source.name)
-    return folder
+    return linked_photos(real_root, tmp_path / "photos", 3)
 
 
 def test_a_second_run_on_a_busy_results_file_is_refused(three_photos, tmp_path, capsys):

@@ -87,14 +87,20 @@ def find_onnx(checkpoint, backend: str) -> Path | None:
 def resolve_backend(checkpoint, backend: str = "auto") -> str:
     """``auto``: the int8 model when one made from the checkpoint exists (the shipped model has one),
     else the float ONNX model when one exists, else torch.  A named backend is returned as it is."""
+    return _resolve(checkpoint, backend)[0]
+
+
+def _resolve(checkpoint, backend: str) -> tuple[str, Path | None]:
+    """(the backend, its ONNX file if found): each candidate file is looked at once."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend != "auto":
-        return backend
-    for candidate in ("onnx-int8", "onnx"):
-        if find_onnx(checkpoint, candidate) is not None:
-            return candidate
-    return "torch"
+    if backend == "torch":
+        return backend, None
+    for candidate in ("onnx-int8", "onnx") if backend == "auto" else (backend,):
+        path = find_onnx(checkpoint, candidate)
+        if path is not None:
+            return candidate, path
+    return ("torch" if backend == "auto" else backend), None
 
 
 DEVICES = ("cpu", "cuda")
@@ -165,19 +171,19 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None, dev
         from facial_keypoints.errors import CheckpointError
         raise CheckpointError(f"{checkpoint} is not a regular file" if checkpoint.exists()
                               else f"checkpoint not found: {checkpoint}")
-    backend = resolve_backend(checkpoint, backend)
+    backend, path = _resolve(checkpoint, backend)
     if backend == "torch":
         from facial_keypoints.errors import require_train
-        require_train(f"{checkpoint} on the torch backend (it has no ONNX file made from it)")
+        require_train(f"{checkpoint} on the torch backend")
+        import torch
+
         from facial_keypoints.models.checkpoint import load_checkpoint, model_from_checkpoint
         payload = load_checkpoint(checkpoint)
         if threads:
-            import torch
             torch.set_num_threads(threads)
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device cuda: torch finds no CUDA device here")
         return model_from_checkpoint(payload, checkpoint).eval().to(device), payload, backend
-    path = find_onnx(checkpoint, backend)
     if path is None:
         raise FileNotFoundError(
             f"no {backend} model made from {checkpoint} (beside it, or in the user cache): make one with "

@@ -33,7 +33,8 @@ class Mtcnn:
         if threads:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         self.nets = {name: ort.InferenceSession(str(WEIGHTS_DIR / f"mtcnn_{name}.onnx"), options,
-                                                providers=["CPUExecutionProvider"]) for name in ("pnet", "rnet", "onet")}
+                                                providers=["CPUExecutionProvider"])
+                     for name in ("pnet", "rnet", "onet")}
         self.min_face, self.thresholds = min_face, tuple(thresholds)
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,8 @@ class Mtcnn:
 
     def _run(self, name: str, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(box offsets, face probability) of network ``name`` on a (N, 3, H, W) float32 batch."""
-        outputs = dict(zip([o.name for o in self.nets[name].get_outputs()], self.nets[name].run(None, {"image": batch})))
+        session = self.nets[name]
+        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": batch})))
         return outputs["box_offsets"], outputs["face_probability"]
 
     def _proposals(self, image: np.ndarray, sampler: "AreaSampler") -> np.ndarray:
@@ -75,7 +77,8 @@ class Mtcnn:
         if stage == "rnet":  # suppress, then refine and square for ONet
             kept = nms(boxes, 0.7)
             return squared(refined(boxes[kept], offsets[kept], inclusive=True))
-        boxes = refined(boxes, offsets, inclusive=True)  # ONet: refine, then suppress boxes mostly inside a better one
+        # ONet: refine, then suppress the boxes mostly inside a better one
+        boxes = refined(boxes, offsets, inclusive=True)
         return boxes[nms(boxes, 0.7, by_smaller=True)]
 
 
