@@ -4,7 +4,7 @@ Each detector returns boxes in *this data set's* convention (the labelled ``labe
 the stage-3 crop (the box expanded by the list's ratio) looks like the crops the model was trained on:
 
 - ``yunet`` (the default where its wheel installs: CPython 3.10-3.11, x86-64 Linux): libfacedetection's
-  YuNet through ``yuface``, the model inside the wheel;
+  YuNet from the ``yuface`` wheel, the model inside it (``runtime/yunet.py``);
 - ``mtcnn`` (the default elsewhere): MTCNN's three small networks as ONNX files inside this package
   (facenet-pytorch's weights), run by ONNX Runtime (``runtime/mtcnn.py``). Its boxes are taller than
   ours and sit higher (they include the forehead); ``MTCNN_TO_LABEL`` maps them;
@@ -86,8 +86,9 @@ class HaarDetector:
 
 
 class YuNetDetector:
-    """libfacedetection's YuNet through the ``yuface`` wheel, which carries the model (BSD licence;
-    a dependency where its wheels exist: CPython 3.10 and 3.11 on x86-64 Linux).
+    """libfacedetection's YuNet from the ``yuface`` wheel, which carries the model (BSD licence;
+    a dependency where its wheels exist: CPython 3.10 and 3.11 on x86-64 Linux). It is called through
+    ``runtime/yunet.py``, since ``yuface.detect`` itself leaks 36 KB a call.
 
     YuNet has no image pyramid to bound with ``min_face``; ``detect_faces`` drops its boxes
     under half of ``min_face``, as small as MTCNN's reach (a full ``min_face`` cut lost 5 points of
@@ -96,27 +97,30 @@ class YuNetDetector:
     to_label = YUNET_TO_LABEL
 
     def __init__(self, min_face: int = 40, threshold: float = 0.3, threads: int | None = None):
+        from facial_keypoints.runtime.yunet import YuNet
         try:
-            import yuface
+            self.yunet = YuNet()
         except ImportError:
             from facial_keypoints.errors import MissingExtra
             raise MissingExtra("the yunet face detector needs yuface (pip install yuface; wheels for CPython "
                                "3.10-3.11 on x86-64 Linux)") from None
-        self.detect, self.min_face, self.threshold = yuface.detect, min_face, threshold
+        self.min_face, self.threshold = min_face, threshold
 
     # ``detect_faces`` shrinks larger photos to this side first. YuNet pads its input to
     # multiples of 32, and on the validation photos 416 px found as many faces after the face decision
-    # as 640 px in half the time (benchmarks/detectors.py --yunet-max-side); yuface warns above 960.
+    # as 640 px in half the time (benchmarks/detectors.py --yunet-max-side). libfacedetection is made
+    # for images up to 960 px.
     max_side = 416
 
     def __call__(self, rgb: np.ndarray) -> Detections:
         import cv2
         # YuNet reads BGR; OpenCV swaps the channels in a hundredth of the time of a numpy copy
         bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-        confidences, boxes, _ = self.detect(bgr, conf=self.threshold)
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        faces = self.yunet(bgr)
+        faces = faces[faces[:, 0] > self.threshold * 100]  # confidence in percent
+        boxes = faces[:, 1:5].astype(np.float64)
         boxes[:, 2:] += boxes[:, :2]  # x y w h -> x1 y1 x2 y2
-        scores = np.asarray(confidences, dtype=np.float64).reshape(-1) / 100.0
+        scores = faces[:, 0].astype(np.float64) / 100.0
         return Detections(adjust_boxes(boxes, *self.to_label), scores)
 
 
