@@ -1,189 +1,202 @@
-"""Video with known keypoints: per-frame predict against tracking, with and without smoothing.
+"""Video with known keypoints and real motion: per-frame predict against tracking, with and without smoothing.
 
-    python benchmarks/video.py --data-root ../shared/data            # 8 clips of 90 frames, 640x480
+    python benchmarks/video.py --photos validation      # choose settings on these (about 10 min)
+    python benchmarks/video.py                          # the test photos, once, after the choice
+    python benchmarks/video.py --cli                    # adds predict clip.mp4 against predict FRAMES/
 
-Synthetic video from test photos (stage3/test.txt's photos with one labelled face, none of which
-training saw), so every frame has true keypoints: each photo fills a 640x480 frame and is held
-still for 30 frames, moved for 30 by a smooth similarity transform (a pan, a zoom and a roll
-together), then held still at the new pose for 30; every frame gets fresh sensor noise
-(sigma 3 grey levels), and the clips follow each other with hard scene cuts.  For each system:
+The scenes (benchmarks/video_clips.py) turn, get covered, half leave the frame, cut, and cross.
+Per system, with every true face matched to the predicted face of highest IoU (>= 0.5) between the
+boxes their points imply:
 
-- frame recall: frames whose true face gets a predicted face at box IoU >= 0.5 (and, apart,
-  the first two frames after every cut);
-- ``nme_io`` on those frames (all 21 points, over the true outer-eye-corner distance);
-- jitter: on still frames, the mean frame-to-frame motion of the points, in % of the
-  interocular distance (the true points do not move);
-- lag: on moving frames, the shift in frames (0-6) that best aligns the points with the truth;
-- frames per second, the systems' calls only (making the frames is not timed), the systems
-  taking turns frame by frame.
+- recall: true faces matched, over all frames; in the 10 frames after each cut; on frames where a
+  face is covered or half out ("hard");
+- ``nme_io`` (all 21 points, over the true outer-eye-corner distance), on still and on moving frames
+  (neither hard nor within 10 frames of a cut), after cuts, and on hard frames;
+- jitter: the mean frame-to-frame change of each point's error (its motion, where the truth is still),
+  in % of the interocular distance, on still and on moving frames;
+- lag: on moving frames, the shift in frames that best aligns the points with the truth (to a tenth);
+- id changes: a true face whose matched track id changes within a scene (two faces crossing swap
+  ids, a lost track gets a new one);
+- frames per second of the systems' calls (the systems take turns frame by frame).
 
-Writes benchmarks/results/video.md.
+``--cli`` also writes the first scenes as an mp4 and as PNG frames and times the two commands a user
+would run on them: ``facial-keypoints predict clip.mp4`` (JSON lines and the annotated mp4) and
+``facial-keypoints predict FRAMES/`` (one JSON per frame), side by side.
+
+Writes benchmarks/results/video.md (or ``--out``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
-from PIL import Image
 
 from common import machine, write_table  # noqa: E402  (benchmarks/common.py, beside this file)
+from video_clips import FPS, HEIGHT, STILL, WIDTH, scenes, sources  # noqa: E402
 
 from facial_keypoints.api import FaceLandmarker  # noqa: E402
-from facial_keypoints.geometry import iou  # noqa: E402
-from facial_keypoints.keypoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER  # noqa: E402
-from facial_keypoints.data.labels import read_labels
 from facial_keypoints.data.list_files import read_list  # noqa: E402
 from facial_keypoints.data.lists import resolve_data_root, split_by_photo  # noqa: E402
+from facial_keypoints.geometry import box_from_keypoints, iou  # noqa: E402
+from facial_keypoints.keypoints import LEFT_EYE_OUTER, RIGHT_EYE_OUTER  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-WIDTH, HEIGHT, STILL, MOVING, FPS = 640, 480, 30, 30, 30.0
+AFTER_CUT = 10
 
 
-def clip_sources(root, photos, count: int, min_face: int = 60):
-    """(photo path, face box, keypoints) of the first ``count`` of ``photos`` with one labelled face >= min_face px."""
-    by_photo = defaultdict(list)
-    for face in read_labels(root, skip_bad=True):
-        by_photo[face.image].append(face)
-    chosen = []
-    for photo in photos:
-        faces = by_photo[photo]
-        if len(faces) == 1 and min(faces[0].box[2:] - faces[0].box[:2]) >= min_face:
-            chosen.append((root / photo, faces[0].box, faces[0].keypoints))
-        if len(chosen) == count:
-            break
-    return chosen
-
-
-def fitted(path, box, keypoints):
-    """The photo scaled to cover 640x480 around its face, and the face's box and points in that frame."""
-    image = np.asarray(Image.open(path).convert("RGB"))
-    h, w = image.shape[:2]
-    scale = max(WIDTH / w, HEIGHT / h)
-    centre = (np.asarray(box[:2]) + np.asarray(box[2:])) / 2 * scale
-    offset = np.clip(centre - [WIDTH / 2, HEIGHT / 2], 0, [w * scale - WIDTH, h * scale - HEIGHT])
-    matrix = np.float32([[scale, 0, -offset[0]], [0, scale, -offset[1]]])
-    frame = cv2.warpAffine(image, matrix, (WIDTH, HEIGHT), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-    corners = np.array([[box[0], box[1]], [box[2], box[3]]]) * scale - offset
-    return frame, corners.reshape(-1), np.asarray(keypoints) * scale - offset
-
-
-def pose(t: int) -> tuple[float, float, float, float]:
-    """(dx, dy, zoom, roll degrees) at frame ``t`` of a clip: still, a smooth move, still at the end."""
-    s = np.clip((t - STILL) / MOVING, 0.0, 1.0)
-    s = 0.5 - 0.5 * np.cos(np.pi * s)  # eased: no jump in speed where the move starts and ends
-    return 40 * s, -25 * s, 1 + 0.15 * s, 8 * s
-
-
-def frames(sources, seed: int = 0):
-    """Yield (clip, t, frame, true box, true keypoints) over every clip, frames made on the fly."""
-    rng = np.random.default_rng(seed)
-    for clip, (path, box, keypoints) in enumerate(sources):
-        base, true_box, true_points = fitted(path, box, keypoints)
-        for t in range(2 * STILL + MOVING):
-            dx, dy, zoom, roll = pose(t)
-            matrix = cv2.getRotationMatrix2D((WIDTH / 2, HEIGHT / 2), roll, zoom)
-            matrix[:, 2] += (dx, dy)
-            frame = cv2.warpAffine(base, matrix, (WIDTH, HEIGHT), borderMode=cv2.BORDER_REPLICATE)
-            frame = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
-            points = true_points @ matrix[:, :2].T + matrix[:, 2]
-            corners = np.array([[true_box[0], true_box[1]], [true_box[2], true_box[1]],
-                                [true_box[0], true_box[3]], [true_box[2], true_box[3]]])
-            corners = corners @ matrix[:, :2].T + matrix[:, 2]
-            yield clip, t, frame, np.r_[corners.min(axis=0), corners.max(axis=0)], points
-
-
-def run(systems: dict, sources) -> dict:
-    """Every frame through each of ``systems`` (frame, time -> list of faces), the systems taking turns
-    frame by frame, so the machine's drift falls on all alike; per system, the points of the true face
-    per frame and the seconds its calls took."""
-    results = {name: {"preds": [], "truths": [], "seconds": 0.0, "info": []} for name in systems}
-    for clip, t, frame, box, points in frames(sources):
+def run(systems: dict, frames) -> tuple[list, dict]:
+    """Every frame through each system (pixels, time_s -> faces); the frames' truths, and per system
+    the faces it gave per frame as (id or None, box, points) and the seconds its calls took."""
+    truths, outputs, seconds = [], {name: [] for name in systems}, dict.fromkeys(systems, 0.0)
+    for n, frame in enumerate(frames):
+        truths.append(frame)
+        time_s = n / FPS  # one stream: the cuts are the tracker's to notice
         for name, system in systems.items():
             started = time.perf_counter()
-            faces = system(clip, frame, t / FPS)
-            results[name]["seconds"] += time.perf_counter() - started
-            overlaps = [iou(box, f.box[None])[0] for f in faces]
+            faces = system(frame.pixels, time_s)
+            seconds[name] += time.perf_counter() - started
+            outputs[name].append([(getattr(f, "id", None), np.asarray(f.box, float), f.keypoints.astype(float))
+                                  for f in faces])
+        frame.pixels = None  # the truth is all that is kept
+    return truths, {name: (outputs[name], seconds[name]) for name in systems}
+
+
+def matched(truths, predicted) -> dict:
+    """{(frame number, scene face index): (id, points)} for every true face matched at IoU >= 0.5 of the
+    boxes the true and the predicted points imply (the labels' box of a rolled face is no measure)."""
+    pairs = {}
+    for n, (truth, faces) in enumerate(zip(truths, predicted)):
+        taken = set()
+        for index, _, points in truth.faces:
+            box = box_from_keypoints(points)
+            overlaps = [iou(box, box_from_keypoints(f[2])[None])[0] if k not in taken else 0.0
+                        for k, f in enumerate(faces)]
             best = int(np.argmax(overlaps)) if overlaps else -1
-            found = best >= 0 and overlaps[best] >= 0.5
-            results[name]["preds"].append(faces[best].keypoints.astype(np.float64) if found else None)
-            results[name]["truths"].append(points)
-            results[name]["info"].append((clip, t))
-    return results
+            if best >= 0 and overlaps[best] >= 0.5:
+                taken.add(best)
+                pairs[n, index] = faces[best][0], faces[best][2]
+    return pairs
 
 
-def figures(result) -> dict:
-    preds, truths, info = result["preds"], result["truths"], result["info"]
-    found = np.array([p is not None for p in preds])
-    after_cut = np.array([t < 2 for _, t in info])
-    io = np.array([np.linalg.norm(g[LEFT_EYE_OUTER] - g[RIGHT_EYE_OUTER]) for g in truths])
-    nme = np.array([np.linalg.norm(p - g, axis=1).mean() / d * 100 if p is not None else np.nan
-                    for p, g, d in zip(preds, truths, io)])
-    jitter = []
-    for n in range(1, len(preds)):
-        same_clip_still = info[n][0] == info[n - 1][0] and pose(info[n][1]) == pose(info[n - 1][1])
-        if same_clip_still and preds[n] is not None and preds[n - 1] is not None:
-            jitter.append(np.linalg.norm(preds[n] - preds[n - 1], axis=1).mean() / io[n] * 100)
-    moving = [n for n, (_, t) in enumerate(info) if STILL <= t < STILL + MOVING and preds[n] is not None]
-    errors = {k: np.mean([np.linalg.norm(preds[n] - truths[n - k], axis=1).mean() / io[n] for n in moving
-                          if n - k >= 0 and info[n - k][0] == info[n][0]]) for k in range(7)}
-    return {"recall": found.mean() * 100, "recall_after_cut": found[after_cut].mean() * 100,
-            "nme_io": float(np.nanmean(nme)), "jitter": float(np.mean(jitter)), "lag": min(errors, key=errors.get),
-            "fps": len(preds) / result["seconds"]}
+def figures(truths, predicted, seconds) -> dict:
+    pairs = matched(truths, predicted)
+    rows = [(n, index, points, truth) for n, truth in enumerate(truths) for index, _, points in truth.faces]
+    io = {(n, i): np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]) / 100 for n, i, p, _ in rows}
+
+    def error(n, i, shift=0):  # (21,) distances to the truth ``shift`` frames earlier, in % of interocular
+        past = truths[n - shift].faces[i][2]
+        return np.linalg.norm(pairs[n, i][1] - past, axis=1) / io[n, i]
+
+    def clean(t):
+        return not t.hard and t.t >= AFTER_CUT
+    groups = {"still": lambda t: clean(t) and t.still, "moving": lambda t: clean(t) and not t.still,
+              "cut": lambda t: t.t < AFTER_CUT, "hard": lambda t: t.hard}
+    out = {"recall": 100 * len(pairs) / len(rows)}
+    for group, test in groups.items():
+        keys = [(n, i) for n, i, _, truth in rows if test(truth)]
+        found = [k for k in keys if k in pairs]
+        out[f"recall_{group}"] = 100 * len(found) / max(len(keys), 1)
+        out[f"nme_{group}"] = float(np.mean([error(*k).mean() for k in found])) if found else np.nan
+        steps = [np.linalg.norm((pairs[n, i][1] - truths[n].faces[i][2]) - (pairs[n - 1, i][1] - truths[n - 1].faces[i][2]),
+                                axis=1).mean() / io[n, i] for n, i in found
+                 if (n - 1, i) in pairs and truths[n - 1].scene == truths[n].scene]
+        out[f"jitter_{group}"] = float(np.mean(steps)) if steps else np.nan
+    moving = [(n, i) for n, i, _, t in rows if groups["moving"](t) and (n, i) in pairs and t.t >= STILL + 6]
+    lags = np.arange(-3, 7)
+    costs = np.array([np.mean([error(n, i, k).mean() for n, i in moving]) for k in lags])
+    out["lag"] = float(lags[np.argmin(costs)])
+    best = int(np.argmin(costs))
+    if 0 < best < len(lags) - 1:  # a parabola through the best shift and its neighbours, for tenths
+        a, b, c = costs[best - 1:best + 2]
+        out["lag"] += 0.5 * (a - c) / (a - 2 * b + c)
+    ids = {}
+    out["id_changes"] = 0
+    for (n, i), (track, _) in sorted(pairs.items()):
+        key = truths[n].scene, i
+        if track is not None and key in ids and ids[key] != track:
+            out["id_changes"] += 1
+        ids[key] = track
+    out["fps"] = len(truths) / seconds
+    return out
+
+
+HEADER = ("| system | recall | recall, 10 frames after a cut | recall, covered or half out | nme_io still | "
+          "nme_io moving | nme_io after a cut | nme_io covered or half out | jitter still | jitter moving | "
+          "lag (frames) | id changes | frames/s |")
+
+
+def row(name: str, f: dict, tracked: bool) -> str:
+    return (f"| {name} | {f['recall']:.1f} % | {f['recall_cut']:.1f} % | {f['recall_hard']:.1f} % | "
+            f"{f['nme_still']:.2f} | {f['nme_moving']:.2f} | {f['nme_cut']:.2f} | {f['nme_hard']:.2f} | "
+            f"{f['jitter_still']:.3f} | {f['jitter_moving']:.3f} | {round(f['lag'], 1) + 0.0:.1f} | "
+            f"{f['id_changes'] if tracked else '-'} | {f['fps']:.1f} |")
+
+
+def scene_photos(split: str) -> list[str]:
+    if split == "test":
+        return sorted({r.image for r in read_list(REPO / "stage3" / "test.txt") if r.is_face})
+    # the photos every training run holds out (--split-seed 1)
+    return sorted({r.image for r in split_by_photo(read_list(REPO / "stage3" / "train.txt"), 0.1, 1)[1]})
+
+
+def tracker_for(landmarker, spec: str, detect_every: int):
+    """``default`` (the API's), ``none``, ``one-euro=MIN_CUTOFF,BETA,D_CUTOFF`` (one One-Euro filter on
+    the points, for comparison), or ``FaceLandmarker.track`` arguments as ``NAME=VALUE,NAME=VALUE``."""
+    if spec.startswith("one-euro="):
+        from facial_keypoints.video.smoothing import OneEuroFilter
+        from facial_keypoints.video.tracking import FaceTracker
+        settings = [float(v) for v in spec.split("=", 1)[1].split(",")]
+        return FaceTracker(landmarker.predictor, detect_every, OneEuroFilter(*settings))
+    settings = {} if spec == "default" else {"smooth": False} if spec == "none" else {
+        key: float(value) for key, value in (part.split("=") for part in spec.split(","))}
+    return landmarker.track(detect_every=detect_every, **settings)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None, help="None: $FKD_DATA_ROOT, else data/")
     parser.add_argument("--photos", choices=("test", "validation"), default="test",
-                        help="the test list's photos (to report), or the validation split of the training list "
-                             "(to choose the smoothing on)")
-    parser.add_argument("--smoothing", nargs="+", default=["0.5:20"], metavar="MIN_CUTOFF:BETA",
-                        help="One-Euro settings, a tracking row each")
-    parser.add_argument("--clips", type=int, default=8, help="clips (photos), 90 frames each")
+                        help="the test list's photos (to report), or the validation split (to choose on)")
+    parser.add_argument("--smoothing", nargs="+", metavar="SETTINGS",
+                        default=["none", "default", "one-euro=0.5,20,1", "one-euro=0.5,50,5"],
+                        help="a tracking row each: 'default' (the API's), 'none', 'one-euro=MIN_CUTOFF,BETA,D_CUTOFF' "
+                             "(one One-Euro filter on the points), or track() arguments as NAME=VALUE,NAME=VALUE")
+    parser.add_argument("--photo-count", type=int, default=25, help="photos: 3 of every 5 make a scene, 2 cross")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--detect-every", type=int, default=10, help="the tracker's detector interval, frames")
+    parser.add_argument("--cli", action="store_true", help="also time predict clip.mp4 against predict FRAMES/")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "video.md")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     root = resolve_data_root(args.data_root)
-    if args.photos == "test":
-        photos = sorted({r.image for r in read_list(REPO / "stage3" / "test.txt") if r.is_face})
-    else:  # the photos every training run holds out (--split-seed 1)
-        photos = sorted({r.image for r in split_by_photo(read_list(REPO / "stage3" / "train.txt"), 0.1, 1)[1]})
-    sources = clip_sources(root, photos, args.clips)
+    chosen = sources(root, scene_photos(args.photos), args.photo_count)
     landmarker = FaceLandmarker(threads=args.threads)
 
-    def tracked(**smoothing):
-        tracker = landmarker.track(detect_every=args.detect_every, **smoothing)
+    def tracked(spec):
+        tracker = tracker_for(landmarker, spec, args.detect_every)
+        return lambda pixels, time_s: tracker.update(pixels, time_s)
 
-        def system(clip, frame, time_s):  # one tracker over the whole stream: the cuts are the tracker's to catch
-            return tracker.update(frame, time_s + 1000 * clip)
-        return system
-
-    every = f"tracking, detector every {args.detect_every} frames"
-    systems = {"per-frame predict (detector every frame)": lambda clip, frame, time_s: landmarker.detect(frame),
-               f"{every}, no smoothing": tracked(smooth=False)}
-    for setting in args.smoothing:
-        min_cutoff, beta = (float(v) for v in setting.split(":"))
-        systems[f"{every}, One-Euro min_cutoff {min_cutoff:g} Hz, beta {beta:g}"] = tracked(min_cutoff=min_cutoff,
-                                                                                            beta=beta)
+    systems = {"per-frame predict": lambda pixels, time_s: landmarker.detect(pixels)}
+    for spec in args.smoothing:
+        name = "tracking, " + ("the default smoothing" if spec == "default" else
+                               "no smoothing" if spec == "none" else spec)
+        systems[name] = tracked(spec)
+    truths, outputs = run(systems, scenes(chosen))
+    kinds = {kind: len({t.scene for t in truths if t.kind == kind}) for kind in ("turn", "cover", "leave", "cross")}
     rows = []
-    for name, outcome in run(systems, sources).items():
-        result = figures(outcome)
-        rows.append(f"| {name} | {result['recall']:.1f} % | {result['recall_after_cut']:.1f} % | "
-                    f"{result['nme_io']:.2f} % | {result['jitter']:.3f} % | {result['lag']} | {result['fps']:.1f} |")
+    for name, (predicted, seconds) in outputs.items():
+        rows.append(row(name, figures(truths, predicted, seconds), name != "per-frame predict"))
         print(rows[-1], flush=True)
-    lines = [f"Machine: {machine()}; {args.photos} photos; {len(sources)} clips of {2 * STILL + MOVING} frames "
-             f"at {WIDTH}x{HEIGHT}, one face each, hard cuts between them; {args.threads} threads.", "",
-             "| system | frame recall | recall, 2 frames after a cut | nme_io | jitter on still frames "
-             "(% of interocular) | lag on moving frames (frames) | frames per second |",
-             "|---|---:|---:|---:|---:|---:|---:|", *rows]
+    lines = [f"`python benchmarks/video.py --photos {args.photos}` on {machine()}; ONNX Runtime on {args.threads} threads: "
+             f"{len(truths)} frames at {WIDTH}x{HEIGHT}, {FPS:g} fps, in {sum(kinds.values())} scenes "
+             f"({', '.join(f'{v} {k}' for k, v in kinds.items())}); the tracker runs its detector every "
+             f"{args.detect_every} frames. Errors and jitter in % of the interocular distance.", "",
+             HEADER, "|---" + "|---:" * 12 + "|", *rows]
+    if args.cli:
+        from video_cli import compare_cli
+        lines += ["", *compare_cli(scenes(chosen[:5]), args.threads)]
     write_table(lines, args.out)
     return 0
 

@@ -92,14 +92,18 @@ class FaceLandmarker:
             return [self.predictor.predict_photo(one).accepted for one in images]
         return self.process(image, bgr).accepted
 
-    def track(self, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 20.0):
+    def track(self, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 50.0,
+              shape_min_cutoff: float = 0.5, shape_beta: float = 20.0):
         """A ``FaceTracker`` for the frames of one video or stream: ``tracker.update(frame)`` gives the
         frame's faces with stable ``id``s (the detector every ``detect_every`` frames and whenever a face
-        is lost, the keypoints' own box in between), their points smoothed by a One-Euro filter
-        (``min_cutoff`` Hz at rest, ``beta`` per face size per second) unless ``smooth=False``."""
-        from facial_keypoints.video.smoothing import OneEuroFilter
+        is lost, the keypoints' own box in between). Unless ``smooth=False``, the points are smoothed in
+        the face's own frame (``video.smoothing.FaceMotionFilter``): the head's motion by a One-Euro filter
+        (``min_cutoff`` Hz at rest, ``beta`` per face size per second), the face's shape by another
+        (``shape_min_cutoff``, ``shape_beta``)."""
+        from facial_keypoints.video.smoothing import FaceMotionFilter
         from facial_keypoints.video.tracking import FaceTracker
-        return FaceTracker(self.predictor, detect_every, OneEuroFilter(min_cutoff, beta) if smooth else None)
+        smoothing = FaceMotionFilter(min_cutoff, beta, shape_min_cutoff, shape_beta) if smooth else None
+        return FaceTracker(self.predictor, detect_every, smoothing)
 
     def track_video(self, source, **track_args):
         """Yield ``(frame index, time in seconds, RGB frame, faces with ids)`` for every frame of a video

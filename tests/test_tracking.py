@@ -1,4 +1,4 @@
-"""Video: the One-Euro filter, the tracker's ids and detector schedule, and the video files predict writes."""
+"""Video: the filters, the tracker's ids and detector schedule, and the video files predict writes."""
 import csv
 import json
 import wave
@@ -10,7 +10,7 @@ from PIL import Image
 
 from facial_keypoints.api import FaceLandmarker
 from facial_keypoints.cli import main as cli
-from facial_keypoints.video.smoothing import OneEuroFilter
+from facial_keypoints.video.smoothing import FaceMotionFilter, OneEuroFilter
 from facial_keypoints.video.annotate import annotate_video
 from facial_keypoints.video.frames import read_frames
 
@@ -34,6 +34,39 @@ def test_one_euro_filter_steadies_a_still_signal_and_follows_a_moving_one():
     assert moving(5.0, 10.0) == 5.0  # after a reset the first value passes unchanged
     with pytest.raises(ValueError):
         OneEuroFilter(min_cutoff=0)
+
+
+def rigid(points: np.ndarray, t: int, turn: bool) -> np.ndarray:
+    """``points`` at frame ``t``: still, or (``turn``) panning 3 px, rolling 1 degree and growing 0.3 % a frame."""
+    if not turn:
+        return points
+    angle = np.radians(t)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = points.mean(axis=0)
+    return (points - centre) @ rotation.T * (1 + 0.003 * t) + centre + [3 * t, 0]
+
+
+def test_the_face_motion_filter_follows_a_turning_head_and_steadies_a_still_one():
+    rng = np.random.default_rng(0)
+    face = rng.normal(0, 30, (21, 2)) + 200
+    errors = {}
+    for name, make in [("face motion", FaceMotionFilter), ("one-euro", lambda: OneEuroFilter(0.5, 20.0))]:
+        for turn in (False, True):
+            smoother = make()
+            truth = [rigid(face, t, turn) for t in range(60)]
+            out = [smoother(p + rng.normal(0, 0.5, p.shape), t / 30, scale=100.0) for t, p in enumerate(truth)]
+            if turn:  # the lag: the mean distance to the truth over the last second
+                errors[name, turn] = np.mean([np.linalg.norm(o - p, axis=1).mean() for o, p in zip(out[30:], truth[30:])])
+            else:  # the jitter: the mean frame-to-frame motion of a still face's points
+                errors[name, turn] = np.abs(np.diff(np.stack(out[30:]), axis=0)).mean()
+    raw_jitter = np.abs(np.diff(rng.normal(0, 0.5, (30, 21, 2)), axis=0)).mean()
+    assert errors["face motion", False] < 0.4 * raw_jitter  # steady at rest
+    assert errors["face motion", True] < 0.6 * errors["one-euro", True]  # and far less lag than one filter
+    assert errors["face motion", True] < 1.0  # under the noise's own size (0.5 px per axis)
+    roll = FaceMotionFilter()  # a face rolling past 180 degrees stays whole: no jump in the filtered roll
+    spun = [roll(rigid(face, 170 + t, True) - [3 * (170 + t), 0], t / 30, 100.0) for t in range(20)]
+    assert np.linalg.norm(spun[-1] - (rigid(face, 189, True) - [3 * 189, 0]), axis=1).mean() < 3.0
+    assert np.allclose(FaceMotionFilter()(face, 0.0, 100.0), face)  # the first frame passes unchanged
 
 
 def write_clip(path, frames, fps=25):
@@ -73,6 +106,20 @@ def test_the_tracker_keeps_ids_detects_on_schedule_and_catches_a_scene_cut_at_on
     faces = tracker.update(scenes[-1], 24 / 25)
     assert faces[0].keypoints.shape == (21, 2) and faces[0].keypoints.dtype == np.float32
     assert "id" in faces[0].as_json()
+
+
+def test_a_face_missed_for_a_moment_comes_back_with_its_id(scenes, landmarker):
+    blank = np.full_like(scenes[0], 128)
+    tracker = landmarker.track()
+    first = {f.id for f in tracker.update(scenes[0], 0.0)}
+    assert [f.id for f in tracker.update(blank, 0.04)] == []  # gone: the detector finds nothing
+    again = {f.id for f in tracker.update(scenes[1], 0.08)}
+    assert len(first) == 2 and again == first
+    tracker = landmarker.track()
+    tracker.keep_lost = 0
+    first = {f.id for f in tracker.update(scenes[0], 0.0)}
+    tracker.update(blank, 0.04)
+    assert not {f.id for f in tracker.update(scenes[1], 0.08)} & first  # forgotten at once: new ids
 
 
 def test_smoothing_steadies_the_points_of_a_still_face(real_root, landmarker):

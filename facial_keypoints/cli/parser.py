@@ -46,11 +46,16 @@ def _predict_flags(pr) -> None:
                     help="also run on live camera N (OpenCV's numbering) until Ctrl-C")
     pr.add_argument("--detect-every", type=positive_int, default=10,
                     help="videos: run the face detector at least every this many frames (and whenever a face is lost)")
-    pr.add_argument("--no-smooth", action="store_true", help="videos: the raw per-frame points, no One-Euro filter")
+    pr.add_argument("--no-smooth", action="store_true",
+                    help="videos: the raw per-frame points, no smoothing")
     pr.add_argument("--min-cutoff", type=finite_float(0.0, 1000.0, low_open=True), default=0.5,
-                    help="videos: the One-Euro filter's cut-off at rest, Hz (lower: steadier, more lag)")
-    pr.add_argument("--beta", type=finite_float(0.0, 1e6), default=20.0,
-                    help="videos: how fast the cut-off rises with speed (higher: less lag in motion)")
+                    help="videos: the head-motion filter's cut-off at rest, Hz (lower: steadier, more lag)")
+    pr.add_argument("--beta", type=finite_float(0.0, 1e6), default=50.0,
+                    help="videos: how fast the head-motion filter's cut-off rises with speed (higher: less lag)")
+    pr.add_argument("--shape-min-cutoff", type=finite_float(0.0, 1000.0, low_open=True), default=0.5,
+                    help="videos: the face-shape filter's cut-off at rest, Hz (the points in the face's own frame)")
+    pr.add_argument("--shape-beta", type=finite_float(0.0, 1e6), default=20.0,
+                    help="videos: how fast the face-shape filter's cut-off rises with speed")
     pr.add_argument("--csv", action="store_true",
                     help="videos: also STEM.csv, one row per face per frame (id, score, box, x and y of each point)")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar (videos, --jsonl, --ray)")

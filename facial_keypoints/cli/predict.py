@@ -165,7 +165,8 @@ def predict_video(landmarker, source, args, stem: str) -> int:
     """One video (or camera) through a ``FaceTracker``: STEM.jsonl, STEM.mp4 (and STEM.csv); 1 if it failed, else 0."""
     from facial_keypoints.video.annotate import annotate_video
     tracker = landmarker.track(detect_every=args.detect_every, smooth=not args.no_smooth,
-                               min_cutoff=args.min_cutoff, beta=args.beta)
+                               min_cutoff=args.min_cutoff, beta=args.beta,
+                               shape_min_cutoff=args.shape_min_cutoff, shape_beta=args.shape_beta)
     try:
         counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress, csv=args.csv)
     except KeyboardInterrupt as interrupt:

@@ -61,9 +61,6 @@ def remove_stale_partials(out_dir: Path, stem: str) -> None:
             path.unlink(missing_ok=True)
 
 
-    return True
-
-
 def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True, csv: bool = False) -> dict:
     """Run ``tracker`` over every frame of ``source``; write ``STEM.jsonl``, ``STEM.mp4`` and, with
     ``csv``, ``STEM.csv`` in ``out_dir``.
@@ -98,8 +95,14 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
                 table = csv_module.writer(stack.enter_context(open(temporary[".csv"], "w", newline="")))
                 table.writerow(csv_header())
             drawing = stack.enter_context(_VideoWriter(temporary[".mp4"], frames.fps))
+            writer = _FrameWriter(lines, table, drawing, counts)
+            stack.callback(writer.close)  # first out: the frames already queued are written before the files close
+            size = None
             for index, time_s, rgb in frames:
-                _one_frame(tracker, index, time_s, rgb, lines, table, drawing, counts)
+                if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
+                    tracker.reset()  # another frame size: the tracks' boxes mean nothing in it
+                size = size or (rgb.shape[1], rgb.shape[0])
+                writer.put(index, time_s, rgb, tracker.update(rgb, time_s))
                 bar.update(1)
         keep = True
     except KeyboardInterrupt:  # the files closed whole above: keep what was done
@@ -141,20 +144,68 @@ def _finish(temporary: dict, paths: dict, keep: bool) -> None:
         os.replace(tmp, paths[suffix])
 
 
-def _one_frame(tracker, index, time_s, rgb, lines, table, drawing, counts) -> None:
-    """Track one frame, and write its line, its CSV rows and its drawing."""
-    if drawing.size is not None and (rgb.shape[1], rgb.shape[0]) != drawing.size:
-        tracker.reset()  # another frame size: the tracks' boxes mean nothing in it
-    faces = tracker.update(rgb, time_s)
-    records = [face.as_json() for face in faces]
-    lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4), "faces": records}, allow_nan=False) + "\n")
-    if table is not None:
-        table.writerows(csv_row(index, time_s, record) for record in records)
-    image = Image.fromarray(rgb)
-    drawn = np.asarray(draw_faces(image, faces))
-    counts["letterboxed"] += drawing.write(drawn)
-    counts["frames"] += 1
-    counts["faces"] += len(faces)
+class _FrameWriter:
+    """Each tracked frame's JSON line, CSV rows and drawing, written by a thread of its own beside the
+    tracking: drawing and encoding the mp4 take as long as tracking a frame, and OpenCV's encoder and
+    PIL's drawing let go of the GIL. The queue is short, so a slow disk holds the tracking back rather
+    than filling memory; an error in the thread reaches the caller at the next ``put`` or at ``close``."""
+
+    def __init__(self, lines, table, drawing, counts, queued: int = 8):
+        import queue
+        import threading
+        self.lines, self.table, self.drawing, self.counts = lines, table, drawing, counts
+        self.queue = queue.Queue(maxsize=queued)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="frame-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, index: int, time_s: float, rgb: np.ndarray, faces) -> None:
+        self._wait_put((index, time_s, rgb, faces))
+
+    def close(self) -> None:
+        """Write what is queued and end the thread."""
+        self._wait_put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    # Every wait below has a timeout: Ctrl-C or SIGTERM raise in the tracking thread wherever it is, and
+    # a wake-up lost to them must not leave either thread waiting forever.
+    def _wait_put(self, item) -> None:
+        import queue
+        while True:
+            if self.error is not None and item is not None:
+                raise self.error
+            try:
+                return self.queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        import queue
+        while True:
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if self.error is None:  # after an error, only drain the queue so that ``put`` never blocks
+                try:
+                    self._write(*item)
+                except BaseException as error:  # noqa: BLE001 - handed to the tracking thread
+                    self.error = error
+
+    def _write(self, index: int, time_s: float, rgb: np.ndarray, faces) -> None:
+        records = [face.as_json() for face in faces]
+        self.lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4), "faces": records},
+                                    allow_nan=False) + "\n")
+        if self.table is not None:
+            self.table.writerows(csv_row(index, time_s, record) for record in records)
+        drawn = np.asarray(draw_faces(Image.fromarray(rgb), faces))
+        self.counts["letterboxed"] += self.drawing.write(drawn)
+        self.counts["frames"] += 1
+        self.counts["faces"] += len(faces)
 
 
 class _VideoWriter:

@@ -7,9 +7,11 @@
 - between detections each face is cropped from the box its previous keypoints imply and runs
   through the network once, as the second crop of a photo does;
 - a detection keeps the id of the track its box overlaps most (IoU >= ``match_iou``); a new face
-  gets a new id, and a track that no detection confirms ends;
-- with ``smoothing`` (a ``OneEuroFilter`` per track, in units of the face's size) the points are
-  steady when the face is still; the filter starts afresh with every new track.
+  gets a new id, and a track that no detection confirms ends. An ended track is remembered for
+  ``keep_lost`` frames, so a face that was missed for a moment (half out of the frame, covered)
+  comes back with its id;
+- with ``smoothing`` (a ``FaceMotionFilter`` per track, in units of the face's size) the points are
+  steady when the face is still and follow it when it moves; each new track gets its own copy.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 from facial_keypoints.data.images import to_rgb_image
 from facial_keypoints.geometry import box_from_keypoints, iou
 from facial_keypoints.runtime.photos import Face
-from facial_keypoints.video.smoothing import OneEuroFilter
+from facial_keypoints.video.smoothing import FaceMotionFilter
 
 
 @dataclass
@@ -52,7 +54,8 @@ class _Track:
     id: int
     face: Face
     size: float                      # the face's size when the track began: the filter's unit
-    smoother: OneEuroFilter | None  # face.keypoints stay raw: they place the next crop
+    smoother: FaceMotionFilter | None  # face.keypoints stay raw: they place the next crop
+    lost_at: int = 0                   # the frame count when it ended (remembered tracks only)
 
 
 class FaceTracker:
@@ -62,17 +65,20 @@ class FaceTracker:
         predictor: the ``runtime.photos.PhotoPredictor`` whose face detector and network run
             (``FaceLandmarker.predictor``).
         detect_every: run the detector at least every this many frames (new faces are found then).
-        smoothing: a ``OneEuroFilter`` with these parameters, or None for the raw per-frame points.
+        smoothing: a ``FaceMotionFilter`` (or any filter with its ``__call__(points, time_s, scale)``
+            and ``reset()``) copied for each track, or None for the raw per-frame points.
         match_iou: the overlap a detection needs with a track to keep its id.
+        keep_lost: frames an ended track's id waits for its face to be detected again.
     """
 
-    def __init__(self, predictor, detect_every: int = 10, smoothing: OneEuroFilter | None = None,
-                 match_iou: float = 0.3):
+    def __init__(self, predictor, detect_every: int = 10, smoothing: FaceMotionFilter | None = None,
+                 match_iou: float = 0.3, keep_lost: int = 30):
         if detect_every < 1:
             raise ValueError(f"detect_every must be at least 1, not {detect_every}")
         self.predictor, self.detect_every, self.match_iou = predictor, detect_every, match_iou
-        self.smoothing = smoothing
+        self.smoothing, self.keep_lost = smoothing, keep_lost
         self.tracks: list[_Track] = []
+        self.lost: list[_Track] = []  # ended tracks, newest last, for ``keep_lost`` frames
         self.frames = 0
         self.detections = 0  # frames the detector ran on
         self._ids = itertools.count()
@@ -117,16 +123,13 @@ class FaceTracker:
         faces = predictor.predict_photo(image).accepted
         self.detections += 1
         self._since_detection = 1
+        self.lost = [t for t in self.lost if self.frames - t.lost_at <= self.keep_lost]
+        candidates = self.tracks + self.lost  # the tracks first: the best match wins, ties go to them
         tracks, taken = [], set()
-        old_boxes = np.array([t.face.box for t in self.tracks]).reshape(-1, 4)
-        for face in sorted(faces, key=lambda f: -f.score):
-            overlaps = iou(face.box, old_boxes) if len(old_boxes) else np.zeros(0)
-            if len(overlaps):
-                overlaps[list(taken)] = 0.0
-            best = int(np.argmax(overlaps)) if len(overlaps) else -1
-            if best >= 0 and overlaps[best] >= self.match_iou:
+        for face, best in self._match(faces, candidates):
+            if best >= 0:
                 taken.add(best)
-                old = self.tracks[best]
+                old = candidates[best]
                 tracks.append(_Track(old.id, face, old.size, old.smoother))
             else:
                 size = float(np.sqrt(np.prod(face.box[2:] - face.box[:2])))
@@ -134,7 +137,25 @@ class FaceTracker:
                 if smoother is not None:
                     smoother.reset()
                 tracks.append(_Track(next(self._ids), face, size, smoother))
+        ended = [t for k, t in enumerate(self.tracks) if k not in taken]
+        for track in ended:
+            track.lost_at = self.frames
+        self.lost = [t for k, t in enumerate(self.lost, len(self.tracks)) if k not in taken] + ended
         self.tracks = tracks
+
+    def _match(self, faces, candidates):
+        """Yield (face, index of the candidate track it continues, or -1), the most confident face first."""
+        boxes = np.array([t.face.box for t in candidates]).reshape(-1, 4)
+        taken = []
+        for face in sorted(faces, key=lambda f: -f.score):
+            overlaps = iou(face.box, boxes) if len(boxes) else np.zeros(0)
+            overlaps[taken] = 0.0
+            best = int(np.argmax(overlaps)) if len(overlaps) else -1
+            if best >= 0 and overlaps[best] >= self.match_iou:
+                taken.append(best)
+                yield face, best
+            else:
+                yield face, -1
 
     @staticmethod
     def _output(track: _Track, time_s: float) -> TrackedFace:
