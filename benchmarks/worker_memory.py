@@ -1,12 +1,13 @@
 """A worker's memory over a long run of ``predict --jsonl --workers 1``, with and without recycling.
 
-The YuNet wheel keeps about 35 KB per call, so a worker that never ends grows without bound. Each
-run hands one worker process ``--photos`` copies of one small face photo through
-``bulk.workers.annotate`` (the code behind ``predict --jsonl --workers``) and samples the worker's resident memory every
-``--every`` photos; one run never recycles its worker, the other replaces it every
+A worker that never ends must not grow (the yuface wheel's own ``detect`` kept 35 KB per call;
+``runtime/yunet.py`` calls its library without it). Each run hands one worker process ``--photos``
+copies of one small face photo through ``bulk.workers.annotate`` (the code behind ``predict --jsonl
+--workers``) and samples the worker's resident memory every ``--every`` photos; one run never recycles its worker, the other replaces it every
 ``--recycle-after`` photos.
 
-    python benchmarks/worker_memory.py                      # 20,000 photos each way (about 12 minutes)
+    python benchmarks/worker_memory.py --never-only         # 20,000 photos (about 6 minutes)
+    python benchmarks/worker_memory.py                      # and again, replacing the worker
     python benchmarks/worker_memory.py --photos 2000 --recycle-after 500    # a quick look
     python benchmarks/worker_memory.py --detector mtcnn --never-only        # MTCNN on ONNX Runtime
 
