@@ -13,7 +13,9 @@ import csv as csv_module
 import glob
 import json
 import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +153,6 @@ class _FrameWriter:
     than filling memory; an error in the thread reaches the caller at the next ``put`` or at ``close``."""
 
     def __init__(self, lines, table, drawing, counts, queued: int = 8):
-        import queue
-        import threading
         self.lines, self.table, self.drawing, self.counts = lines, table, drawing, counts
         self.queue = queue.Queue(maxsize=queued)
         self.error: BaseException | None = None
@@ -172,7 +172,6 @@ class _FrameWriter:
     # Every wait below has a timeout: Ctrl-C or SIGTERM raise in the tracking thread wherever it is, and
     # a wake-up lost to them must not leave either thread waiting forever.
     def _wait_put(self, item) -> None:
-        import queue
         while True:
             if self.error is not None and item is not None:
                 raise self.error
@@ -182,7 +181,6 @@ class _FrameWriter:
                 continue
 
     def _run(self) -> None:
-        import queue
         while True:
             try:
                 item = self.queue.get(timeout=0.1)
