@@ -2,6 +2,8 @@
 
     from facial_keypoints import FaceLandmarker
     faces = FaceLandmarker().detect("photo.jpg")
+    drawn = facial_keypoints.draw(frame, faces, bgr=True)   # the faces on a copy of an OpenCV frame
+    crop = facial_keypoints.align(photo, faces[0])           # 112 x 112 on the ArcFace template
 
 Importing the package is light: the model loads with the first ``FaceLandmarker``, and torch only
 for a torch backend (the shipped model runs on ONNX Runtime).
@@ -14,10 +16,12 @@ from facial_keypoints.keypoints import FLIP_INDEX, NUM_POINTS, POINT_NAMES
 
 if TYPE_CHECKING:  # what type checkers see; at run time the classes load on first use (__getattr__)
     from facial_keypoints.api import FaceLandmarker
+    from facial_keypoints.alignment import align
+    from facial_keypoints.drawing import draw
     from facial_keypoints.runtime.photos import Face
 
 __version__ = "1.0.0"
-__all__ = ["FaceLandmarker", "Face", "FLIP_INDEX", "NUM_POINTS", "POINT_NAMES", "__version__"]
+__all__ = ["FaceLandmarker", "Face", "align", "draw", "FLIP_INDEX", "NUM_POINTS", "POINT_NAMES", "__version__"]
 
 
 def __getattr__(name):
@@ -28,4 +32,10 @@ def __getattr__(name):
     if name == "Face":
         from facial_keypoints.runtime.photos import Face
         return Face
+    if name == "align":
+        from facial_keypoints.alignment import align
+        return align
+    if name == "draw":
+        from facial_keypoints.drawing import draw
+        return draw
     raise AttributeError(f"module 'facial_keypoints' has no attribute {name!r}")

@@ -153,6 +153,10 @@ def test_ray_writes_what_predict_writes_and_resumes(photos, tmp_path):
         ray.shutdown()
     table = parquet.read_table(tmp_path / "parquet").to_pylist()
     from_parquet = {row["image"]: json.loads(row["record"]) for row in table}
+    import jsonschema
+
+    from facial_keypoints.output_schema import load_schema
     for record in from_parquet.values():
+        jsonschema.validate(record, load_schema())
         record.pop("timings_ms")
     assert from_parquet == records(one) and all(row["error"] == "" for row in table)

@@ -154,7 +154,7 @@ def test_predict_csv_has_a_row_per_face_per_frame_matching_the_json_lines(scenes
     lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     with open(out / "clip.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == sum(len(line["faces"]) for line in lines) == 12 and len(rows[0]) == 8 + 2 * 21
+    assert len(rows) == sum(len(line["faces"]) for line in lines) == 12 and len(rows[0]) == 12 + 3 * 21
     first = lines[5]["faces"][1]
     row = rows[11]
     assert (int(row["frame"]), int(row["id"])) == (5, first["id"])

@@ -70,7 +70,7 @@ def export(args) -> int:
 
     from facial_keypoints.models.checkpoint import load_model
     from facial_keypoints.runtime.export import export_onnx, stamp_source
-    from facial_keypoints.outputs import KeypointOutput
+    from facial_keypoints.outputs import InferenceOutput
     from facial_keypoints.runtime.loading import OnnxModel
     out = not_an_input(writable_output(args.out or derived_path(args.checkpoint, "onnx")), args.checkpoint)
     output_folder(out.parent)
@@ -89,8 +89,9 @@ def export(args) -> int:
         stamp_source(staged, args.checkpoint)
         if not args.no_check:
             images = torch.randn(8, 1, size, size, generator=torch.Generator().manual_seed(0))
+            from facial_keypoints.models.two_heads import for_inference
             with torch.no_grad():
-                expected = KeypointOutput.of(model(images))
+                expected = InferenceOutput.of(for_inference(model)(images))
             got = OnnxModel(staged)(images)
             # each output against its own scale: keypoints are pixels of a 112-px frame, logits are small
             worst = max(float(np.abs(e.numpy() - g.numpy()).max() / max(1.0, np.abs(e.numpy()).max()))

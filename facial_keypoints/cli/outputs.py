@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from facial_keypoints.atomic import atomic_output
-from facial_keypoints.drawing import draw_faces
+from facial_keypoints.drawing import draw
 from facial_keypoints.media import MEDIA_SUFFIXES, is_video
 from facial_keypoints.runtime.photos import PhotoResult
 from facial_keypoints.video.annotate import csv_header
@@ -100,5 +100,6 @@ def write_outputs(out_dir: Path, stem: str, image: Image.Image, result: PhotoRes
     with atomic_output(json_path) as partial:
         partial.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     with atomic_output(image_path) as partial:
-        draw_faces(image, result.faces).save(partial, format="JPEG", quality=90)
+        draw(image, result.faces).save(partial, format="JPEG", quality=90)
     return json_path, image_path
+

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, summary: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, formatter_class=fmt, help=summary)
 
-    _predict_flags(add("predict", "keypoints on whole photos: a JSON file and an annotated image each"))
+    predict_parser = add("predict", "keypoints on whole photos: a JSON file and an annotated image each")
+    _predict_flags(predict_parser)
+    _video_flags(predict_parser)
     _evaluate_flags(add("evaluate", "the keypoint metrics of a model on a folder of label.txt files, or on a list"))
     _export_flags(add("export", "a checkpoint as ONNX (dynamic batch), checked against PyTorch"))
     _quantize_flags(add("quantize", "an int8 ONNX model of a checkpoint, calibrated on crops of a list"))
@@ -40,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _predict_flags(pr) -> None:
-    pr.add_argument("paths", nargs="*", type=Path, help="photos and videos, or folders searched recursively")
+def _video_flags(pr) -> None:
     pr.add_argument("--camera", type=int, default=None, metavar="N",
                     help="also run on live camera N (OpenCV's numbering) until Ctrl-C")
     pr.add_argument("--detect-every", type=positive_int, default=10,
@@ -57,7 +58,17 @@ def _predict_flags(pr) -> None:
     pr.add_argument("--shape-beta", type=finite_float(0.0, 1e6), default=20.0,
                     help="videos: how fast the face-shape filter's cut-off rises with speed")
     pr.add_argument("--csv", action="store_true",
-                    help="videos: also STEM.csv, one row per face per frame (id, score, box, x and y of each point)")
+                    help="videos: also STEM.csv, one row per face per frame (id, score, quality, pose, box, x and y of each "
+                         "point, each point's confidence)")
+
+
+def _predict_flags(pr) -> None:
+    pr.add_argument("paths", nargs="*", type=Path, help="photos and videos, or folders searched recursively")
+    pr.add_argument("--aligned", type=Path, default=None, metavar="DIR",
+                    help="also each face aligned on the ArcFace template (facial_keypoints.align) in DIR: "
+                         "STEM_FACE.jpg for a photo, STEM_FRAME_idID.jpg for every frame of a video")
+    pr.add_argument("--aligned-size", type=int_between(8, 4096), default=112,
+                    help="with --aligned: the crops' side, pixels (the template scales with it)")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar (videos, --jsonl, --ray)")
     pr.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     pr.add_argument("--jsonl", type=Path, default=None, metavar="FILE",
@@ -152,3 +163,4 @@ def _pack_flags(pa) -> None:
     pa.add_argument("--cache-dir", type=Path, default=None, help="crop cache (None: $FKD_CACHE_DIR or ~/.cache)")
     pa.add_argument("--no-progress", action="store_true", help="no progress bar")
     pa.set_defaults(func=pack)
+

@@ -13,6 +13,8 @@ from facial_keypoints.errors import Terminated
 def predict(args) -> int:
     """Whole photos: a JSON file and an annotated image per photo; a photo that fails is named and skipped."""
     photos = inputs_of(args)
+    if args.aligned is not None and (args.ray or args.jsonl is not None):
+        raise ValueError("--aligned writes beside each photo's own outputs; it does not go with --jsonl or --ray")
     if args.ray:
         return predict_ray(photos, args)
     if args.parquet is not None or args.ray_address is not None:
@@ -31,6 +33,10 @@ def inputs_of(args) -> list:
     for folder in (p for p in args.paths if p.is_dir()):
         if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
             raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
+        aligned = args.aligned.resolve() if args.aligned is not None else None
+        if aligned is not None and aligned.is_relative_to(folder.resolve()) \
+                and not aligned.is_relative_to(args.out.resolve()):  # the crops would be next run's photos
+            raise ValueError(f"--aligned {args.aligned} lies in the input folder {folder}: give another folder")
     photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
     if args.camera is not None:
         photos.append(args.camera)
@@ -45,6 +51,8 @@ def predict_files(photos: list, args) -> int:
     from facial_keypoints.cli.outputs import output_stems
     from facial_keypoints.media import is_video
     output_folder(args.out)
+    if args.aligned is not None:
+        output_folder(args.aligned, "--aligned")
     landmarker = FaceLandmarker(**landmarker_settings(args, args.threads))
     print(f"network: {landmarker.checkpoint} ({landmarker.backend}); face detector: {landmarker.detector_name}")
     failed = 0
@@ -52,7 +60,7 @@ def predict_files(photos: list, args) -> int:
         if is_video(path):
             failed += predict_video(landmarker, path, args, stem)
             continue
-        status = predict_photo(landmarker, path, args.out, stem)
+        status = predict_photo(landmarker, path, args.out, stem, args.aligned, args.aligned_size)
         if status == "stop":
             return 1
         failed += status == "failed"
@@ -61,9 +69,11 @@ def predict_files(photos: list, args) -> int:
     return 1 if failed else 0
 
 
-def predict_photo(landmarker, path, out, stem: str) -> str:
-    """One photo to OUT/STEM.json and OUT/STEM.jpg: "done", "failed" (named, the rest go on) or "stop" (the
-    outputs cannot be written: a full disk or a read-only folder, where no later photo would fare better)."""
+def predict_photo(landmarker, path, out, stem: str, aligned=None, aligned_size: int = 112) -> str:
+    """One photo to OUT/STEM.json and OUT/STEM.jpg (and each face's aligned crop in ``aligned``): "done",
+    "failed" (named, the rest go on) or "stop" (the outputs cannot be written: a full disk or a read-only
+    folder, where no later photo would fare better)."""
+    from facial_keypoints.alignment import write_aligned
     from facial_keypoints.cli.outputs import write_outputs
     from facial_keypoints.data.images import naming, open_photo
     try:
@@ -72,9 +82,12 @@ def predict_photo(landmarker, path, out, stem: str) -> str:
     except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, must not stop the rest
         print(f"error: {naming(path, error)} (skipped)", file=sys.stderr)
         return "failed"
-    record = result.as_json(str(path), str(landmarker.checkpoint), landmarker.detector_name)
+    record = photo_json(landmarker, result, str(path))
     try:
         json_path, image_path = write_outputs(out, stem, image, result, record)
+        if aligned is not None:
+            write_aligned(aligned, [f"{stem}_{k}" for k in range(len(result.accepted))], image, result.accepted,
+                          aligned_size)
     except OSError as error:
         print(f"error: cannot write {error.filename or out / stem}: {error.strerror or error}; "
               "stopped (every file written so far is whole)", file=sys.stderr)
@@ -82,6 +95,12 @@ def predict_photo(landmarker, path, out, stem: str) -> str:
     print(f"{path}: {len(result.accepted)} face(s), {len(result.faces) - len(result.accepted)} rejected "
           f"candidate(s), {sum(result.timings_ms.values()):.0f} ms -> {json_path}, {image_path}")
     return "done"
+
+
+def photo_json(landmarker, result, image: str) -> dict:
+    """The record predict writes for one photo (NAME.json), its photo called ``image``; ``serve``'s /v1/detect
+    answers with it too."""
+    return result.as_json(image, str(landmarker.checkpoint), landmarker.detector_name)
 
 
 def landmarker_settings(args, threads: int | None) -> dict:
@@ -168,7 +187,8 @@ def predict_video(landmarker, source, args, stem: str) -> int:
                                min_cutoff=args.min_cutoff, beta=args.beta,
                                shape_min_cutoff=args.shape_min_cutoff, shape_beta=args.shape_beta)
     try:
-        counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress, csv=args.csv)
+        counts = annotate_video(tracker, source, args.out, stem, progress=not args.no_progress, csv=args.csv,
+                                aligned=args.aligned and (args.aligned, args.aligned_size))
     except KeyboardInterrupt as interrupt:
         print(f"{'terminated' if isinstance(interrupt, Terminated) else 'interrupted'}: the frames done so far are "
               f"in {args.out / stem}.jsonl and .mp4{' and .csv' if args.csv else ''}", file=sys.stderr)

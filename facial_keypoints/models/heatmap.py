@@ -21,10 +21,25 @@ def soft_argmax(heatmaps: torch.Tensor, frame_size: int) -> torch.Tensor:
     The mean is one matrix product with a constant (H*W, 2) grid of pixel centres:
     in ONNX that is a single MatMul, not a chain of shape arithmetic.
     """
+    return soft_argmax_and_spread(heatmaps, frame_size, spread=False)[0]
+
+
+def soft_argmax_and_spread(heatmaps: torch.Tensor, frame_size: int, spread: bool = True):
+    """``soft_argmax``, and (N, K) each point's spread: the root mean squared distance of its map's
+    probability from the mean, in frame pixels (None without ``spread``). A point the network is unsure
+    of spreads its map; on validation faces the spread ranks the points' errors (docs/decisions.md)."""
     k, h, w = (int(s) for s in heatmaps.shape[1:])
     probs = torch.softmax(heatmaps.float().reshape(-1, k, h * w), dim=-1)
     grid = pixel_grid(h, w, frame_size).to(probs.device)
-    return (probs @ grid).reshape(-1, 2 * k)
+    mean = probs @ grid
+    if not spread:
+        return mean.reshape(-1, 2 * k), None
+    # variance = E|p - c|^2 - |mean - c|^2 about the frame's centre c (one more MatMul, with a constant):
+    # about the corner, float32 would lose the variance's digits to cancellation
+    centre = frame_size / 2.0
+    squared = probs @ ((grid - centre) ** 2).sum(dim=1, keepdim=True)  # (N, K, 1)
+    off = mean - centre
+    return mean.reshape(-1, 2 * k), torch.sqrt(torch.clamp(squared.squeeze(-1) - (off * off).sum(-1), min=0.0))
 
 
 @functools.cache
@@ -69,10 +84,15 @@ class CompactHeatmap(KeypointNet):
         self.heatmaps = nn.Conv2d(fine, NUM_POINTS, 1)
 
     def forward_with_embedding(self, x):
+        return self.forward_with_spread(x, spread=False)[:2]
+
+    def forward_with_spread(self, x, spread: bool = True):
+        """(keypoints (N, 42), embedding, each point's spread (N, 21) in crop pixels, or None)."""
         c1, c2, c3 = self.trunk(x)
         top = self.smooth2(self.lateral2(c2) + upsample_to(self.reduce3(c3), c2))
         top = self.smooth1(self.lateral1(c1) + upsample_to(top, c1))
-        return soft_argmax(self.heatmaps(top), self.input_size), c3.mean(dim=(2, 3))
+        keypoints, spreads = soft_argmax_and_spread(self.heatmaps(top), self.input_size, spread)
+        return keypoints, c3.mean(dim=(2, 3)), spreads
 
 
 @register("thin_deep48_heatmap")

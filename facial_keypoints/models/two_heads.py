@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from facial_keypoints.models.registry import create_model, register
-from facial_keypoints.outputs import KeypointOutput
+from facial_keypoints.outputs import InferenceOutput, KeypointOutput
 
 
 @register("face_keypoints")
@@ -26,3 +26,23 @@ class FaceAndKeypoints(nn.Module):
     def forward(self, x):
         keypoints, embedding = self.body.forward_with_embedding(x)
         return KeypointOutput(keypoints, self.classifier(embedding))
+
+
+class WithPointSpread(nn.Module):
+    """A trained two-headed heatmap model whose outputs add each point's spread (``point_spread``): what
+    ``export`` writes and the torch backend runs. Training keeps the two outputs it learns from."""
+
+    def __init__(self, model: FaceAndKeypoints):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        keypoints, embedding, spread = self.model.body.forward_with_spread(x)
+        return InferenceOutput(keypoints, self.model.classifier(embedding), spread)
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` with the point spread among its outputs where its backbone has heatmaps, else as it is."""
+    if isinstance(model, FaceAndKeypoints) and hasattr(model.body, "forward_with_spread"):
+        return WithPointSpread(model).train(model.training)  # exporters restore the wrapper's mode on all of it
+    return model

@@ -10,17 +10,19 @@ from pathlib import Path
 import torch
 
 from facial_keypoints.atomic import atomic_output
-from facial_keypoints.outputs import KeypointOutput
+from facial_keypoints.outputs import InferenceOutput
 from facial_keypoints.keypoints import POINT_NAMES
 from facial_keypoints.runtime.loading import CONFIG_KEY, POINTS_KEY, SOURCE_KEY, file_sha256
 
 
 def export_onnx(model: torch.nn.Module, path, input_size: int = 112, opset: int = 17) -> Path:
-    """Write ``model`` as ONNX with a dynamic batch axis (outputs: keypoints, and face logits if present)."""
-    model = model.eval().cpu()
+    """Write ``model`` as ONNX with a dynamic batch axis (outputs: keypoints, and face logits and each point's
+    spread where the model has them)."""
+    from facial_keypoints.models.two_heads import for_inference
+    model = for_inference(model.eval().cpu())
     example = torch.zeros(2, 1, input_size, input_size)
     with torch.no_grad():
-        outputs = KeypointOutput.of(model(example)).names()  # the graph's outputs are named as its fields
+        outputs = InferenceOutput.of(model(example)).names()  # the graph's outputs are named as its fields
     path = Path(path)
     with atomic_output(path) as tmp, warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript;

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facial_keypoints.keypoints import POINT_NAMES
-from facial_keypoints.outputs import KeypointOutput
+from facial_keypoints.outputs import InferenceOutput
 from facial_keypoints.weights import DEFAULT_CHECKPOINT, WEIGHTS_DIR
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
@@ -147,13 +147,13 @@ class OnnxModel:
 
     def __call__(self, images):
         import torch
-        return KeypointOutput(*(None if value is None else torch.from_numpy(value)
+        return InferenceOutput(*(None if value is None else torch.from_numpy(value)
                                 for value in self.run_arrays(images.detach().cpu().numpy())))
 
-    def run_arrays(self, images: np.ndarray) -> KeypointOutput:
+    def run_arrays(self, images: np.ndarray) -> InferenceOutput:
         """The outputs for an (N, 1, H, W) float32 array, as arrays, by name."""
         values = self.session.run(self.outputs, {"image": np.ascontiguousarray(images, dtype=np.float32)})
-        return KeypointOutput.from_named(dict(zip(self.outputs, values)))
+        return InferenceOutput.from_named(dict(zip(self.outputs, values)))
 
 
 def load(checkpoint=None, backend: str = "auto", threads: int | None = None, device: str = "cpu"):
@@ -183,7 +183,8 @@ def load(checkpoint=None, backend: str = "auto", threads: int | None = None, dev
             torch.set_num_threads(threads)
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device cuda: torch finds no CUDA device here")
-        return model_from_checkpoint(payload, checkpoint).eval().to(device), payload, backend
+        from facial_keypoints.models.two_heads import for_inference
+        return for_inference(model_from_checkpoint(payload, checkpoint)).eval().to(device), payload, backend
     if path is None:
         raise FileNotFoundError(
             f"no {backend} model made from {checkpoint} (beside it, or in the user cache): make one with "

@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 
 from facial_keypoints.geometry import BoxError, box_from_keypoints, expand_box
+from facial_keypoints.output_schema import SCHEMA
+from facial_keypoints.runtime.confidence import face_quality, point_confidence
 from facial_keypoints.runtime.face_detectors import detect_faces
 from facial_keypoints.data.images import open_photo
 from facial_keypoints.runtime.keypoint_runner import KeypointRunner
@@ -28,13 +30,38 @@ class Face:
     detector_score: float    # the face detector's own confidence in the candidate
     crop_box: np.ndarray     # (4,) the expanded box the network saw
     is_face: bool = True     # score >= the face threshold (False: a rejected candidate)
+    point_confidence: np.ndarray | None = None  # (21,) float32 in [0, 1] (runtime.confidence); None without heatmaps
+    image_size: tuple[int, int] | None = None    # the photo's (width, height): the camera ``pose`` assumes
+    _pose: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def quality(self) -> float | None:
+        """The mean of the points' confidences: low for a face that is likely to have failed."""
+        return None if self.point_confidence is None else face_quality(self.point_confidence)
+
+    @property
+    def pose(self) -> np.ndarray | None:
+        """(3,) float32 yaw, pitch, roll in degrees (``pose.head_pose``: its signs; nan where no pose fits),
+        worked out on first use (a third of a millisecond); None where the photo's size is not known."""
+        if self._pose is None and self.image_size is not None:
+            from facial_keypoints.pose import head_pose
+            self._pose = head_pose(self.keypoints, *self.image_size).astype(np.float32)
+        return self._pose
 
     def as_json(self) -> dict:
-        return {"box": [round(float(v), 1) for v in self.box],
-                "score": round(self.score, 4),
-                "detector_score": round(self.detector_score, 4),
-                "keypoints": {name: [round(float(x), 1), round(float(y), 1)]
-                              for name, (x, y) in zip(POINT_NAMES, self.keypoints)}}
+        record = {"box": [round(float(v), 1) for v in self.box],
+                  "score": round(self.score, 4),
+                  "detector_score": round(self.detector_score, 4),
+                  "keypoints": {name: [round(float(x), 1), round(float(y), 1)]
+                                for name, (x, y) in zip(POINT_NAMES, self.keypoints)}}
+        if self.point_confidence is not None:
+            record["quality"] = round(self.quality, 3)
+            record["point_confidence"] = {name: round(float(c), 3)
+                                          for name, c in zip(POINT_NAMES, self.point_confidence)}
+        if self.pose is not None:
+            record["pose"] = {name: round(float(v), 1) if np.isfinite(v) else None
+                              for name, v in zip(("yaw", "pitch", "roll"), self.pose)}
+        return record
 
 
 @dataclass
@@ -49,11 +76,13 @@ class PhotoResult:
         return [f for f in self.faces if f.is_face]
 
     def as_json(self, image: str, model: str, detector: str) -> dict:
+        """The record ``predict`` writes for a photo (docs/output.md, ``output_schema.json``)."""
         return {"image": image, "width": self.width, "height": self.height, "model": model, "detector": detector,
                 "faces": [f.as_json() for f in self.accepted],
-                "rejected": [{k: v for k, v in f.as_json().items() if k != "keypoints"}
+                "rejected": [{key: f.as_json()[key] for key in ("box", "score", "detector_score")}
                              for f in self.faces if not f.is_face],
-                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
+                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+                "schema": SCHEMA}
 
 
 def face_threshold_of(config: dict) -> float:
@@ -68,6 +97,7 @@ class BoxRun(NamedTuple):
     crop_boxes: np.ndarray          # (M, 4) the expanded boxes the network saw
     points: np.ndarray              # (M, 21, 2)
     face_prob: np.ndarray | None    # (M,) face probability; None for a keypoint-only network
+    confidence: np.ndarray | None = None  # (M, 21) each point's confidence; None for a network without heatmaps
 
 
 class PhotoPredictor:
@@ -108,7 +138,12 @@ class PhotoPredictor:
         started = time.perf_counter()
         gray = np.asarray(image.convert("L"))
         timings["crops"] = (time.perf_counter() - started) * 1e3  # grayscale for the crops; run_boxes adds the cutting
-        boxes, scores = detections.boxes, detections.scores
+        result.faces = self.faces_in_boxes(gray, detections.boxes, detections.scores, timings)
+        return result
+
+    def faces_in_boxes(self, gray: np.ndarray, boxes: np.ndarray, scores: np.ndarray, timings: dict) -> list[Face]:
+        """A ``Face`` (accepted or not) for each detector box of ``gray`` that can be cropped: the network on
+        its crop, and with ``refine`` once more on the crop of its first keypoints' box."""
         run = self.run_boxes(gray, boxes, timings)
         boxes, scores = boxes[run.kept], scores[run.kept]
         if self.refine and len(boxes):
@@ -116,10 +151,11 @@ class PhotoPredictor:
             run = self.run_boxes(gray, boxes, timings)
             boxes, scores = boxes[run.kept], scores[run.kept]
         face_prob = run.face_prob if run.face_prob is not None else scores  # keypoints only: the detector decides
-        for i in range(len(boxes)):
-            result.faces.append(Face(boxes[i], float(face_prob[i]), run.points[i].astype(np.float32),
-                                     float(scores[i]), run.crop_boxes[i], bool(face_prob[i] >= self.face_threshold)))
-        return result
+        confidence = run.confidence if run.confidence is not None else [None] * len(boxes)
+        size = (gray.shape[1], gray.shape[0])
+        return [Face(boxes[i], float(face_prob[i]), run.points[i].astype(np.float32), float(scores[i]),
+                     run.crop_boxes[i], bool(face_prob[i] >= self.face_threshold), confidence[i], size)
+                for i in range(len(boxes))]
 
     def run_boxes(self, gray: np.ndarray, boxes: np.ndarray, timings: dict) -> "BoxRun":
         """The crops of ``boxes`` through the network (``BoxRun``); boxes off the photo are left out."""
@@ -140,11 +176,12 @@ class PhotoPredictor:
         timings["crops"] = timings.get("crops", 0.0) + (time.perf_counter() - started) * 1e3
 
         started = time.perf_counter()
-        points, face_prob = np.zeros((0, len(POINT_NAMES), 2)), None
+        points, face_prob, confidence = np.zeros((0, len(POINT_NAMES), 2)), None, None
         if batch is not None:
-            points, face_prob = self.runner.points_and_probability(batch, crop_boxes)
+            points, face_prob, spread = self.runner.points_and_probability(batch, crop_boxes)
+            confidence = None if spread is None else point_confidence(spread, points, width, height)
         timings["network"] = timings.get("network", 0.0) + (time.perf_counter() - started) * 1e3
-        return BoxRun(np.array(kept, dtype=int), crop_boxes, points, face_prob)
+        return BoxRun(np.array(kept, dtype=int), crop_boxes, points, face_prob, confidence)
 
     def predict_file(self, path) -> tuple[Image.Image, PhotoResult]:
         """Read ``path`` (``open_photo``; ImageError if it cannot) and predict; timings start with the decode."""

@@ -1,6 +1,6 @@
 """Video in, per-frame faces out: frames from OpenCV, a ``FaceTracker`` over them, JSON lines and a drawing.
 
-``annotate_video`` writes ``STEM.jsonl`` (one object per frame: ``{"frame", "time_s", "faces"}``,
+``annotate_video`` writes ``STEM.jsonl`` (one object per frame: ``{"frame", "time_s", "faces", "schema"}``,
 each face the photo JSON's fields plus its track ``id``) and ``STEM.mp4`` (the frames with the
 faces drawn), and with ``csv=True`` ``STEM.csv`` (one row per face per frame, for spreadsheets).
 All are written under temporary names and renamed when the video ends, or when the run is
@@ -19,24 +19,36 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from facial_keypoints.atomic import process_alive
-from facial_keypoints.drawing import draw_faces
+from facial_keypoints.drawing import draw
+from facial_keypoints.keypoints import POINT_NAMES
+from facial_keypoints.output_schema import SCHEMA
 from facial_keypoints.video.frames import read_frames
 
 
+def frame_record(index: int, time_s: float, faces: list[dict]) -> dict:
+    """A frame's line of ``STEM.jsonl``: its index, its time in the stream and its faces' records."""
+    return {"frame": index, "time_s": round(time_s, 4), "faces": faces, "schema": SCHEMA}
+
+
 def csv_header() -> list[str]:
-    """The columns of ``STEM.csv``: frame, time, track id, face score, box, then x and y of each point."""
-    from facial_keypoints.keypoints import POINT_NAMES
-    return ["frame", "time_s", "id", "score", "x1", "y1", "x2", "y2"] + [
-        f"{name}_{axis}" for name in POINT_NAMES for axis in ("x", "y")]
+    """The columns of ``STEM.csv``: frame, time, track id, face score, quality, pose, box, then x and y of
+    each point, then each point's confidence."""
+    return (["frame", "time_s", "id", "score", "quality", "yaw", "pitch", "roll", "x1", "y1", "x2", "y2"]
+            + [f"{name}_{axis}" for name in POINT_NAMES for axis in ("x", "y")]
+            + [f"{name}_confidence" for name in POINT_NAMES])
 
 
 def csv_row(index: int, time_s: float, record: dict) -> list:
-    """One face's row of ``STEM.csv`` from its JSON record (``TrackedFace.as_json``)."""
-    return [index, round(time_s, 4), record["id"], record["score"], *record["box"],
-            *(v for point in record["keypoints"].values() for v in point)]
+    """One face's row of ``STEM.csv`` from its JSON record (``TrackedFace.as_json``); empty cells for
+    what the record lacks."""
+    pose = record.get("pose") or {}
+    confidence = record.get("point_confidence") or {}
+    return [index, round(time_s, 4), record["id"], record["score"], record.get("quality", ""),
+            *(pose.get(angle, "") if pose.get(angle) is not None else "" for angle in ("yaw", "pitch", "roll")),
+            *record["box"], *(v for point in record["keypoints"].values() for v in point),
+            *(confidence.get(name, "") for name in POINT_NAMES)]
 
 
 def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -63,9 +75,13 @@ def remove_stale_partials(out_dir: Path, stem: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True, csv: bool = False) -> dict:
+def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = True, csv: bool = False,
+                   aligned: tuple[Path, int] | None = None) -> dict:
     """Run ``tracker`` over every frame of ``source``; write ``STEM.jsonl``, ``STEM.mp4`` and, with
     ``csv``, ``STEM.csv`` in ``out_dir``.
+
+    With ``aligned`` (a folder and a size), each face of each frame is also written there aligned on the
+    ArcFace template, as ``STEM_FRAME_idID.jpg``, each file whole.
 
     Returns counts (frames, faces, detector runs, frames letterboxed, seconds).  The files are written
     under temporary names and renamed into place when the video ends.  On Ctrl-C (or SIGTERM) the frames
@@ -97,7 +113,7 @@ def annotate_video(tracker, source, out_dir: Path, stem: str, progress: bool = T
                 table = csv_module.writer(stack.enter_context(open(temporary[".csv"], "w", newline="")))
                 table.writerow(csv_header())
             drawing = stack.enter_context(_VideoWriter(temporary[".mp4"], frames.fps))
-            writer = _FrameWriter(lines, table, drawing, counts)
+            writer = _FrameWriter(lines, table, drawing, counts, stem, aligned)
             stack.callback(writer.close)  # first out: the frames already queued are written before the files close
             size = None
             for index, time_s, rgb in frames:
@@ -148,12 +164,13 @@ def _finish(temporary: dict, paths: dict, keep: bool) -> None:
 
 class _FrameWriter:
     """Each tracked frame's JSON line, CSV rows and drawing, written by a thread of its own beside the
-    tracking: drawing and encoding the mp4 take as long as tracking a frame, and OpenCV's encoder and
-    PIL's drawing let go of the GIL. The queue is short, so a slow disk holds the tracking back rather
+    tracking: drawing and encoding the mp4 take as long as tracking a frame, and OpenCV's drawing and
+    encoder let go of the GIL. The queue is short, so a slow disk holds the tracking back rather
     than filling memory; an error in the thread reaches the caller at the next ``put`` or at ``close``."""
 
-    def __init__(self, lines, table, drawing, counts, queued: int = 8):
+    def __init__(self, lines, table, drawing, counts, stem: str, aligned=None, queued: int = 8):
         self.lines, self.table, self.drawing, self.counts = lines, table, drawing, counts
+        self.stem, self.aligned = stem, aligned
         self.queue = queue.Queue(maxsize=queued)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="frame-writer", daemon=True)
@@ -196,11 +213,14 @@ class _FrameWriter:
 
     def _write(self, index: int, time_s: float, rgb: np.ndarray, faces) -> None:
         records = [face.as_json() for face in faces]
-        self.lines.write(json.dumps({"frame": index, "time_s": round(time_s, 4), "faces": records},
-                                    allow_nan=False) + "\n")
+        self.lines.write(json.dumps(frame_record(index, time_s, records), allow_nan=False) + "\n")
         if self.table is not None:
             self.table.writerows(csv_row(index, time_s, record) for record in records)
-        drawn = np.asarray(draw_faces(Image.fromarray(rgb), faces))
+        if self.aligned is not None:
+            from facial_keypoints.alignment import write_aligned
+            folder, size = self.aligned
+            write_aligned(folder, [f"{self.stem}_{index:06d}_id{face.id}" for face in faces], rgb, faces, size)
+        drawn = draw(rgb, faces)
         self.counts["letterboxed"] += self.drawing.write(drawn)
         self.counts["frames"] += 1
         self.counts["faces"] += len(faces)

@@ -2,10 +2,13 @@
 
 ``FaceTracker.update(frame)`` returns the frame's faces, each with a stable ``id``:
 
-- the face detector runs on the first frame, every ``detect_every`` frames, and on any frame where
-  a tracked face's probability falls below the face threshold (a face that left, or a scene cut);
-- between detections each face is cropped from the box its previous keypoints imply and runs
-  through the network once, as the second crop of a photo does;
+- each face is cropped from the box its previous keypoints imply and runs through the network once,
+  as the second crop of a photo does;
+- the face detector and the network on its boxes run on the first frame and on any frame where a
+  tracked face's probability falls below the face threshold (a face that left, or a scene cut), or
+  where two tracks came onto one face;
+- every ``detect_every`` frames the detector also looks for new faces, and only the boxes that no
+  track covers go through the network: a scheduled look costs the detector and little more;
 - a detection keeps the id of the track its box overlaps most (IoU >= ``match_iou``); a new face
   gets a new id, and a track that no detection confirms ends. An ended track is remembered for
   ``keep_lost`` frames, so a face that was missed for a moment (half out of the frame, covered)
@@ -24,8 +27,12 @@ import numpy as np
 
 from facial_keypoints.data.images import to_rgb_image
 from facial_keypoints.geometry import box_from_keypoints, iou
+from facial_keypoints.runtime.face_detectors import detect_faces
 from facial_keypoints.runtime.photos import Face
 from facial_keypoints.video.smoothing import FaceMotionFilter
+
+
+DUPLICATE_IOU = 0.5  # two tracks whose boxes overlap this much follow one face
 
 
 @dataclass
@@ -91,14 +98,16 @@ class FaceTracker:
         if not math.isfinite(time_s):  # one nan would make every later smoothed point of a track nan
             raise ValueError(f"time_s must be a finite number of seconds, not {time_s}")
         self.frames += 1
-        predictor = self.predictor
-        following = self.tracks and self._since_detection < self.detect_every
-        followed = self._follow(predictor, gray_of(frame, bgr)) if following else None
-        if followed is None:
-            self._detect(predictor, to_rgb_image(frame, bgr))
+        predictor, gray = self.predictor, gray_of(frame, bgr)
+        followed = self._follow(predictor, gray) if self.tracks else None
+        if followed is None:  # no faces yet, or one was lost: the detector and the network on every box
+            self._detect(predictor.predict_photo(to_rgb_image(frame, bgr)).accepted)
         else:
             self.tracks = followed
-            self._since_detection += 1
+            if self._since_detection >= self.detect_every:
+                self._add_new_faces(predictor, to_rgb_image(frame, bgr), gray)
+            else:
+                self._since_detection += 1
         return [self._output(track, time_s) for track in self.tracks]
 
     def reset(self) -> None:
@@ -107,24 +116,60 @@ class FaceTracker:
         self.tracks = []
 
     def _follow(self, predictor, gray: np.ndarray) -> list[_Track] | None:
-        """Every track moved to this frame through its keypoints' box, or None where one was lost."""
+        """Every track moved to this frame through its keypoints' box, or None where one was lost (or two
+        tracks came onto one face)."""
         boxes = box_from_keypoints(np.stack([t.face.keypoints for t in self.tracks]))
         run = predictor.run_boxes(gray, boxes, {})
         probs = run.face_prob
         if len(run.kept) < len(self.tracks) or probs is None or (probs < predictor.face_threshold).any():
             return None  # a face left the frame or turned away, or the scene changed: ask the detector
         moved = []
-        for track, crop_box, box, pts, prob in zip(self.tracks, run.crop_boxes, boxes, run.points, probs):
-            face = Face(box, float(prob), pts.astype(np.float32), track.face.detector_score, crop_box)
+        confidence = run.confidence if run.confidence is not None else [None] * len(boxes)
+        for track, crop_box, box, pts, prob, sure in zip(self.tracks, run.crop_boxes, boxes, run.points, probs,
+                                                         confidence):
+            face = Face(box, float(prob), pts.astype(np.float32), track.face.detector_score, crop_box, True, sure,
+                        (gray.shape[1], gray.shape[0]))
             moved.append(_Track(track.id, face, track.size, track.smoother))
+        boxes = np.array([t.face.box for t in moved])
+        if any(iou(box, boxes[k + 1:]).max(initial=0.0) >= DUPLICATE_IOU for k, box in enumerate(boxes)):
+            return None
         return moved
 
-    def _detect(self, predictor, image) -> None:
-        faces = predictor.predict_photo(image).accepted
+    def _detect(self, faces: list[Face]) -> None:
+        """Tracks from the faces of a frame the detector ran on: each continues the track (or the recently
+        ended one) it overlaps most, the others end; a face that continues none starts a new track."""
+        self._detected()
+        candidates = self.tracks + self.lost  # the tracks first: the best match wins, ties go to them
+        tracks, taken = self._continue(faces, candidates)
+        ended = [t for k, t in enumerate(self.tracks) if k not in taken]
+        for track in ended:
+            track.lost_at = self.frames
+        self.lost = [t for k, t in enumerate(self.lost, len(self.tracks)) if k not in taken] + ended
+        self.tracks = tracks
+
+    def _add_new_faces(self, predictor, image, gray: np.ndarray) -> None:
+        """The scheduled look for new faces while every track follows its face: the detector on the frame,
+        and the network (with its second crop) only on the boxes no track covers."""
+        self._detected()
+        detections = detect_faces(predictor.face_detector, image, predictor.detect_max_side)
+        tracked = np.array([t.face.box for t in self.tracks])
+        new = [k for k, box in enumerate(detections.boxes) if iou(box, tracked).max() < self.match_iou]
+        if not new:
+            return
+        faces = [f for f in predictor.faces_in_boxes(gray, detections.boxes[new], detections.scores[new], {})
+                 if f.is_face and iou(f.box, tracked).max() < self.match_iou]  # its second crop may land on one
+        tracks, taken = self._continue(faces, self.lost)
+        self.lost = [t for k, t in enumerate(self.lost) if k not in taken]
+        self.tracks += tracks
+
+    def _detected(self) -> None:
         self.detections += 1
         self._since_detection = 1
         self.lost = [t for t in self.lost if self.frames - t.lost_at <= self.keep_lost]
-        candidates = self.tracks + self.lost  # the tracks first: the best match wins, ties go to them
+
+    def _continue(self, faces: list[Face], candidates: list[_Track]) -> tuple[list[_Track], set]:
+        """A track per face, continuing the candidate it matches (same id and filter) or new; and the
+        indices of the candidates continued."""
         tracks, taken = [], set()
         for face, best in self._match(faces, candidates):
             if best >= 0:
@@ -137,11 +182,7 @@ class FaceTracker:
                 if smoother is not None:
                     smoother.reset()
                 tracks.append(_Track(next(self._ids), face, size, smoother))
-        ended = [t for k, t in enumerate(self.tracks) if k not in taken]
-        for track in ended:
-            track.lost_at = self.frames
-        self.lost = [t for k, t in enumerate(self.lost, len(self.tracks)) if k not in taken] + ended
-        self.tracks = tracks
+        return tracks, taken
 
     def _match(self, faces, candidates):
         """Yield (face, index of the candidate track it continues, or -1), the most confident face first."""
@@ -164,4 +205,4 @@ class FaceTracker:
         if track.smoother is not None:
             points = track.smoother(face.keypoints, time_s, scale=track.size).astype(np.float32)
         return TrackedFace(face.box, face.score, points, face.detector_score, face.crop_box, face.is_face,
-                           id=track.id)
+                           face.point_confidence, face.image_size, id=track.id)
