@@ -151,8 +151,9 @@ def tracker_for(landmarker, spec: str, detect_every: int):
         settings = [float(v) for v in spec.split("=", 1)[1].split(",")]
         return FaceTracker(landmarker.predictor, detect_every, OneEuroFilter(*settings))
     settings = {} if spec == "default" else {"smooth": False} if spec == "none" else {
-        key: float(value) for key, value in (part.split("=") for part in spec.split(","))}
-    return landmarker.track(detect_every=detect_every, **settings)
+        key: int(value) if key == "detect_every" else float(value)
+        for key, value in (part.split("=") for part in spec.split(","))}
+    return landmarker.track(**{"detect_every": detect_every, **settings})
 
 
 def main(argv=None) -> int:

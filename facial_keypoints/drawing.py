@@ -2,8 +2,8 @@
 ``predict`` writes), and ``draw_points`` and ``grid`` for the course's crops and sheets.
 
 ``draw`` works on what a pipeline holds: a NumPy frame from OpenCV (``bgr=True``) or an RGB array, or
-a PIL image, and gives back the same kind, drawn on a copy. It draws with OpenCV, a tenth of the
-time of PIL's ellipses on a video frame.
+a PIL image, and gives back the same kind, drawn on a copy. It draws with OpenCV, straight on the
+array, anti-aliased.
 """
 from __future__ import annotations
 
