@@ -99,7 +99,7 @@ class YuNetDetector:
     def __init__(self, min_face: int = 40, threshold: float = 0.3, threads: int | None = None):
         from facial_keypoints.runtime.yunet import YuNet
         try:
-            self.yunet = YuNet()
+            self.yunet = YuNet(threads)
         except ImportError:
             from facial_keypoints.errors import MissingExtra
             raise MissingExtra("the yunet face detector needs yuface (pip install yuface; wheels for CPython "

@@ -9,6 +9,12 @@ wheel also ships the C++ library itself, whose one entry point takes the buffer 
 
 It is called here through ctypes (the wheel has no other way in). The buffer holds an int32 face count,
 then 16 int16 values per face: the confidence in percent, the box (x, y, w, h) and five landmarks.
+
+libfacedetection runs on OpenMP (the wheel's own libgomp), whose threads spin while they wait by
+default. Beside any other busy thread (the video writer, a second process, a shared machine) a
+spinning thread holds a core the others need, and a detection took 20 times as long
+(benchmarks/yunet_threads.py); so the library is loaded with ``OMP_WAIT_POLICY=PASSIVE`` unless the
+environment says otherwise, and ``threads`` sets its thread count.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ MAX_FACES = (RESULT_BYTES - 4) // (2 * FACE_VALUES)
 
 def load_facedetect_cnn():
     """The C function from the yuface wheel's library (``ImportError`` where yuface is absent)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when libgomp loads just below
     import yuface  # importing the binding first loads the library's own libgomp from yuface.libs
 
     folder = os.path.dirname(yuface.__file__)
@@ -39,12 +46,25 @@ def load_facedetect_cnn():
     return function
 
 
-class YuNet:
-    """``YuNet()(bgr)``: an (N, 16) int16 array, one row per face, as ``yuface.detect``'s raw result."""
+def set_threads(threads: int) -> None:
+    """OpenMP threads for the detections this thread starts (the wheel's libgomp's own setting)."""
+    import glob
 
-    def __init__(self):
+    import yuface
+    libraries = glob.glob(os.path.join(os.path.dirname(yuface.__file__) + ".libs", "libgomp*"))
+    if libraries:  # a wheel without its own libgomp uses the process's, which keeps its setting
+        ctypes.CDLL(libraries[0]).omp_set_num_threads(int(threads))
+
+
+class YuNet:
+    """``YuNet(threads)(bgr)``: an (N, 16) int16 array, one row per face, as ``yuface.detect``'s raw result.
+    ``threads``: OpenMP threads (None: OpenMP's default, a thread per core)."""
+
+    def __init__(self, threads: int | None = None):
         self.function = load_facedetect_cnn()
         self.buffer = np.zeros(RESULT_BYTES, dtype=np.uint8)  # reused: one call at a time (see PyDLL)
+        if threads:
+            set_threads(threads)
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
         if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
