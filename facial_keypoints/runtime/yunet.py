@@ -10,11 +10,12 @@ wheel also ships the C++ library itself, whose one entry point takes the buffer 
 It is called here through ctypes (the wheel has no other way in). The buffer holds an int32 face count,
 then 16 int16 values per face: the confidence in percent, the box (x, y, w, h) and five landmarks.
 
-libfacedetection runs on OpenMP (the wheel's own libgomp), whose threads spin while they wait by
-default. Beside any other busy thread (the video writer, a second process, a shared machine) a
-spinning thread holds a core the others need, and a detection took 20 times as long
-(benchmarks/yunet_threads.py); so the library is loaded with ``OMP_WAIT_POLICY=PASSIVE`` unless the
-environment says otherwise, and ``threads`` sets its thread count.
+libfacedetection runs on OpenMP (the wheel's own libgomp), whose threads spin a while before they
+sleep by default. Beside any other busy thread or program (the video writer, a second worker, a
+shared machine) a spinning thread holds a core the others need, and a detection took twice as long
+beside one busy process (benchmarks/yunet_threads.py); so the library is loaded with
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment says otherwise, and ``threads`` sets its thread
+count.
 """
 from __future__ import annotations
 
