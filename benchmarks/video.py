@@ -167,7 +167,8 @@ def main(argv=None) -> int:
                              "(one One-Euro filter on the points), or track() arguments as NAME=VALUE,NAME=VALUE")
     parser.add_argument("--photo-count", type=int, default=25, help="photos: 3 of every 5 make a scene, 2 cross")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
-    parser.add_argument("--detect-every", type=int, default=10, help="the tracker's detector interval, frames")
+    parser.add_argument("--detect-every", type=int, default=30,
+                        help="the tracker's detector interval, frames (the API's default)")
     parser.add_argument("--cli", action="store_true", help="also time predict clip.mp4 against predict FRAMES/")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "video.md")
     args = parser.parse_args(argv)

@@ -92,7 +92,7 @@ class FaceLandmarker:
             return [self.predictor.predict_photo(one).accepted for one in images]
         return self.process(image, bgr).accepted
 
-    def track(self, detect_every: int = 10, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 50.0,
+    def track(self, detect_every: int = 30, smooth: bool = True, min_cutoff: float = 0.5, beta: float = 50.0,
               shape_min_cutoff: float = 0.5, shape_beta: float = 20.0):
         """A ``FaceTracker`` for the frames of one video or stream: ``tracker.update(frame)`` gives the
         frame's faces with stable ``id``s (the detector every ``detect_every`` frames and whenever a face

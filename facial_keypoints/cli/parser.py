@@ -14,7 +14,7 @@ from facial_keypoints.runtime.face_detectors import MIN_FACE
 from facial_keypoints.runtime.loading import BACKENDS, DEVICES, OPSETS
 from facial_keypoints.weights import DEFAULT_CHECKPOINT
 
-DESCRIPTION = "facial-keypoints COMMAND: predict, evaluate, export, quantize, pack and train."
+DESCRIPTION = "facial-keypoints COMMAND: predict, evaluate, export, quantize, pack, train and serve."
 BACKEND_HELP = ("auto: the checkpoint's int8 ONNX model where one was made from it (the shipped model has one), "
                 "else its float ONNX model, else torch")
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_flags(add("export", "a checkpoint as ONNX (dynamic batch), checked against PyTorch"))
     _quantize_flags(add("quantize", "an int8 ONNX model of a checkpoint, calibrated on crops of a list"))
     _pack_flags(add("pack", "a list's crops in one file, to train with --crops where the photos are not"))
+    _serve_flags(add("serve", "a web service and a web page: photos, boxes and a camera over HTTP (the [serve] extra)"))
     # Listed here; its own parser (training/flags.py) reads its flags, so --help stays light.
     commands.add_parser("train", add_help=False,
                         help="train a model on a list, or finetune a checkpoint (facial-keypoints train --help)")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _video_flags(pr) -> None:
     pr.add_argument("--camera", type=int, default=None, metavar="N",
                     help="also run on live camera N (OpenCV's numbering) until Ctrl-C")
-    pr.add_argument("--detect-every", type=positive_int, default=10,
+    pr.add_argument("--detect-every", type=positive_int, default=30,
                     help="videos: run the face detector at least every this many frames (and whenever a face is lost)")
     pr.add_argument("--no-smooth", action="store_true",
                     help="videos: the raw per-frame points, no smoothing")
@@ -164,3 +165,57 @@ def _pack_flags(pa) -> None:
     pa.add_argument("--no-progress", action="store_true", help="no progress bar")
     pa.set_defaults(func=pack)
 
+
+def _serve(args) -> int:
+    from facial_keypoints.serve.command import serve  # FastAPI and uvicorn load only when the command runs
+    return serve(args)
+
+
+def _serve_flags(se) -> None:
+    from facial_keypoints.serve.settings import MAX_BYTES, MAX_PIXELS, MAX_QUEUE, TIMEOUT
+    se.add_argument("--host", default="127.0.0.1",
+                    help="the address to listen on (0.0.0.0: every interface; without an API key, a warning)")
+    se.add_argument("--port", type=int_between(1, 65535), default=8000, help="the port")
+    se.add_argument("--workers", type=non_negative_int, default=0,
+                    help="inference processes, each with its own model (0: one per CPU core, at most 4); "
+                         "uvicorn itself runs in one process")
+    se.add_argument("--max-bytes", type=positive_int, default=MAX_BYTES,
+                    help="the largest request body and WebSocket frame, bytes (larger: 413)")
+    se.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
+                    help="the largest image, width x height, read from its header before decoding (larger: 413)")
+    se.add_argument("--max-queue", type=non_negative_int, default=MAX_QUEUE,
+                    help="requests that may wait for a worker; past them the server answers 503 with Retry-After")
+    se.add_argument("--timeout", type=finite_float(0.0, 3600.0, low_open=True), default=TIMEOUT,
+                    help="seconds a request may wait and run before it is answered 504")
+    se.add_argument("--api-key", default=None, metavar="KEY",
+                    help="require this key (Authorization: Bearer KEY) on every API path; the page and the health "
+                         "checks stay open (None: $FKD_API_KEY, which other users cannot read in ps, else no key)")
+    se.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                    help="allow browser pages from ORIGIN (https://app.example.com) to call the API; repeat for "
+                         "more (none: no cross-origin calls)")
+    se.add_argument("--recycle-after", type=non_negative_int, default=RECYCLE_AFTER, metavar="N",
+                    help="a worker process is replaced by a fresh one after N requests (0: never), so memory a "
+                         "library leaks stays bounded")
+    se.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
+                    help="uvicorn's log level")
+    se.add_argument("--no-access-log", action="store_true", help="no line per request")
+    se.add_argument("--ray", action="store_true",
+                    help="run as a Ray Serve deployment (pip install '.[serve,ray]'), locally or on a cluster")
+    se.add_argument("--replicas", type=positive_int, default=None, help="with --ray: replicas, one model each (None: 2)")
+    se.add_argument("--ray-address", default=None,
+                    help="with --ray: the cluster to join ('auto', ray://HOST:10001); without it a local Ray starts")
+    se.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="the model")
+    se.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
+    se.add_argument("--detector", choices=("auto", "yunet", "mtcnn", "haar"), default="auto",
+                    help="where candidate faces come from (auto: yunet where yuface is installed, else mtcnn)")
+    se.add_argument("--min-face", type=int_between(MIN_FACE, 4096), default=40,
+                    help="smallest face the detector looks for, pixels")
+    se.add_argument("--face-threshold", type=finite_float(0.0, 1.0), default=None,
+                    help="face probability a candidate needs (None: the checkpoint's, else 0.5)")
+    se.add_argument("--detect-max-side", type=int_between(64, 4096), default=None,
+                    help="larger photos are shrunk to this for the detector (None: the detector's own)")
+    se.add_argument("--no-refine", action="store_true", help="one network pass per candidate instead of two")
+    se.add_argument("--threads", type=positive_int, default=None,
+                    help="CPU threads per worker (None: the cores shared among the workers)")
+    se.add_argument("--device", choices=DEVICES, default="cpu", help="where the network runs (cuda: onnxruntime-gpu)")
+    se.set_defaults(func=_serve)

@@ -124,19 +124,27 @@ class YuNetDetector:
         return Detections(adjust_boxes(boxes, *self.to_label), scores)
 
 
-def detect_faces(detector, image: Image.Image, max_side: int | None = None):
-    """The detector's Detections on ``image``, in ``image`` pixels.
+def detect_faces(detector, image, max_side: int | None = None):
+    """The detector's Detections on ``image`` (a PIL image or an RGB uint8 array), in ``image`` pixels.
 
     A detector is a callable from an RGB uint8 array to ``Detections``; its optional ``max_side``
     and ``min_face`` attributes are honoured. Photos larger than ``max_side`` (default: the
-    detector's, else 1280) are shrunk first, by area averaging (PIL's box filter: anti-aliased, and
-    the cheapest such resize here). Boxes under half of ``min_face`` in photo pixels are dropped.
+    detector's, else 1280) are shrunk first, by area averaging (PIL's box filter for a PIL image, the
+    cheapest anti-aliased resize there; OpenCV's area resize for an array, a video frame, without a
+    copy into PIL). Boxes under half of ``min_face`` in photo pixels are dropped.
     """
-    width, height = image.size
+    pil = isinstance(image, Image.Image)
+    width, height = image.size if pil else (image.shape[1], image.shape[0])
     scale = min(1.0, (max_side or getattr(detector, "max_side", 1280)) / max(width, height))
-    small = image if scale == 1.0 else image.resize((round(width * scale), round(height * scale)),
-                                                      Image.Resampling.BOX)
-    detections = detector(np.asarray(small))
+    size = (round(width * scale), round(height * scale))
+    if scale == 1.0:
+        small = np.asarray(image)
+    elif pil:
+        small = np.asarray(image.resize(size, Image.Resampling.BOX))
+    else:
+        import cv2
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    detections = detector(small)
     boxes = detections.boxes / scale
     keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= getattr(detector, "min_face", 0) / 2
     detections.boxes, detections.scores = boxes[keep], detections.scores[keep]

@@ -56,6 +56,18 @@ def gray_of(frame, bgr: bool = False) -> np.ndarray:
     return np.asarray(to_rgb_image(frame, bgr).convert("L"))
 
 
+def rgb_array(frame, bgr: bool = False) -> np.ndarray:
+    """An RGB uint8 array of ``frame`` for the detector: a colour array as it is (or its channels swapped),
+    anything else as ``FaceLandmarker.detect`` reads it."""
+    if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 \
+            and frame.size:
+        if bgr:
+            import cv2
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return frame
+    return np.asarray(to_rgb_image(frame, bgr))
+
+
 @dataclass
 class _Track:
     id: int
@@ -78,7 +90,7 @@ class FaceTracker:
         keep_lost: frames an ended track's id waits for its face to be detected again.
     """
 
-    def __init__(self, predictor, detect_every: int = 10, smoothing: FaceMotionFilter | None = None,
+    def __init__(self, predictor, detect_every: int = 30, smoothing: FaceMotionFilter | None = None,
                  match_iou: float = 0.3, keep_lost: int = 30):
         if detect_every < 1:
             raise ValueError(f"detect_every must be at least 1, not {detect_every}")
@@ -105,7 +117,7 @@ class FaceTracker:
         else:
             self.tracks = followed
             if self._since_detection >= self.detect_every:
-                self._add_new_faces(predictor, to_rgb_image(frame, bgr), gray)
+                self._add_new_faces(predictor, rgb_array(frame, bgr), gray)
             else:
                 self._since_detection += 1
         return [self._output(track, time_s) for track in self.tracks]
