@@ -24,8 +24,8 @@ def draw(image, faces, bgr: bool = False, *, points: bool = True, boxes: bool = 
     """A copy of ``image`` with ``faces`` drawn on it, of the kind it was given.
 
     Args:
-        image: a PIL image, or a uint8 array (H, W, 3) in RGB, or in BGR with ``bgr=True`` (an OpenCV
-            frame), or (H, W) grey.
+        image: a PIL image (given back in RGB, whatever its mode), or a uint8 array (H, W, 3) in RGB,
+            or in BGR with ``bgr=True`` (an OpenCV frame), or (H, W) grey (given back as RGB).
         faces: ``Face`` objects (``FaceLandmarker.detect``, ``tracker.update``), their JSON records
             (``face.as_json()``, a line of ``predict``'s output), or one of either.
         points, boxes: the 21 points with the lines between them, and the face box.
@@ -37,11 +37,13 @@ def draw(image, faces, bgr: bool = False, *, points: bool = True, boxes: bool = 
     """
     import cv2
     pil = isinstance(image, Image.Image)
-    canvas = np.array(image.convert("RGB")) if pil else np.array(image, dtype=np.uint8, copy=True)
+    canvas = np.array(image.convert("RGB")) if pil else np.array(image, copy=True)
+    if canvas.dtype != np.uint8 or canvas.ndim not in (2, 3) or (canvas.ndim == 3 and canvas.shape[2] != 3) \
+            or not canvas.size:
+        raise ValueError(f"draw takes a PIL image or a non-empty uint8 array (H, W, 3) or (H, W), not "
+                         f"{canvas.dtype} {canvas.shape}")
     if canvas.ndim == 2:
         canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB)
-    if canvas.ndim != 3 or canvas.shape[2] != 3:
-        raise ValueError(f"draw takes a PIL image or a uint8 array (H, W, 3) or (H, W), not the shape {canvas.shape}")
     colour = (lambda rgb: rgb[::-1]) if bgr and not pil else (lambda rgb: rgb)
     scale = max(canvas.shape[:2]) / 500
     for face in _faces(faces):
@@ -102,21 +104,40 @@ def _draw_axes(canvas, origin, pose, length: float, colour, line: int) -> None:
 
 
 def _faces(faces) -> list[dict]:
-    """The faces as dicts of box, keypoints (21, 2), score, is_face and whatever else they carry."""
+    """The faces as dicts of box (4,), keypoints (21, 2) or None, score, is_face, and point_confidence
+    (21,) and pose (3,) where they have them (a JSON record's named values in the points' order)."""
     if isinstance(faces, dict) or hasattr(faces, "keypoints"):
         faces = [faces]
-    out = []
-    for face in faces:
-        record = dict(face) if isinstance(face, dict) else {**vars(face), "quality": getattr(face, "quality", None)}
-        points = record.get("keypoints")
-        if isinstance(points, dict):  # a JSON record: {name: [x, y]}
-            points = [points[name] for name in POINT_NAMES]
-        record["keypoints"] = None if points is None else np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        record["box"] = np.asarray(record["box"], dtype=np.float64)
-        record.setdefault("is_face", True)
-        record.setdefault("score", 1.0)
-        out.append(record)
-    return out
+    if not isinstance(faces, (list, tuple)):
+        raise ValueError(f"draw takes a face or a list of faces (Face objects or their JSON records), not "
+                         f"{type(faces).__name__}")
+    return [_face_record(face) for face in faces]
+
+
+def _face_record(face) -> dict:
+    if isinstance(face, dict):
+        record = dict(face)
+    else:  # a Face: its fields, and what it works out on demand
+        record = {**vars(face), "quality": getattr(face, "quality", None), "pose": getattr(face, "pose", None)}
+    points, sure, pose = record.get("keypoints"), record.get("point_confidence"), record.get("pose")
+    if isinstance(points, dict):  # a JSON record: {name: [x, y]}
+        points = [points.get(name, (np.nan, np.nan)) for name in POINT_NAMES]
+    if isinstance(sure, dict):
+        sure = [sure.get(name, 0.0) for name in POINT_NAMES]
+    if isinstance(pose, dict):
+        pose = [pose.get(angle) for angle in ("yaw", "pitch", "roll")]
+    try:
+        record["box"] = np.asarray(record["box"], dtype=np.float64).reshape(4)
+        count = len(POINT_NAMES)
+        record["keypoints"] = None if points is None else np.asarray(points, dtype=np.float64).reshape(count, 2)
+        record["point_confidence"] = None if sure is None else np.asarray(sure, dtype=np.float64).reshape(count)
+        record["pose"] = None if pose is None else np.array([np.nan if v is None else v for v in pose], np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"draw: a face needs a box of 4 numbers and 21 points (a Face or its JSON record): "
+                         f"{error}") from None
+    record.setdefault("is_face", True)
+    record.setdefault("score", 1.0)
+    return record
 
 
 def _confidence_colour(value: float) -> tuple:
@@ -125,7 +146,7 @@ def _confidence_colour(value: float) -> tuple:
 
 
 def _ints(box) -> list[int]:
-    return [int(round(float(v))) if np.isfinite(v) else 0 for v in box]
+    return [int(round(min(max(float(v), -1e4), 1e5))) if np.isfinite(v) else 0 for v in box]
 
 
 def _point(point) -> tuple[int, int]:

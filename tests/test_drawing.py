@@ -52,5 +52,36 @@ def test_draw_writes_ids_and_refuses_what_is_not_an_image():
     with_id = facial_keypoints.draw(frame, [tracked])
     without = facial_keypoints.draw(frame, [tracked], ids=False)
     assert with_id[:29].any() and not without[:29].any()  # the label sits above the box
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"\(4, 4, 2\)"):
         facial_keypoints.draw(np.zeros((4, 4, 2), np.uint8), [])
+
+
+def test_draw_shows_the_pose_and_confidence_of_faces_and_of_their_json_records():
+    frame = np.zeros((120, 160, 3), np.uint8)
+    face = a_face(point_confidence=np.linspace(0, 1, 21, dtype=np.float32))
+    face._pose = np.array([30.0, 0.0, 0.0], np.float32)  # as Face.pose works it out
+    plain = facial_keypoints.draw(frame, [face], points=False, boxes=False)
+    assert (facial_keypoints.draw(frame, [face], points=False, boxes=False, pose=True) != plain).any()
+    record = {**face.as_json(), "quality": 0.5, "point_confidence": dict(zip(facial_keypoints.POINT_NAMES, [0.1] * 21)),
+              "pose": {"yaw": 30.0, "pitch": None, "roll": 0.0}}
+    drawn = facial_keypoints.draw(frame, [record], confidence=True, pose=True)
+    assert drawn[40, 40, 0] > 150  # a point of low confidence, red
+    unsure = facial_keypoints.draw(frame, [face], confidence=True)
+    assert unsure[40, 40, 0] > 200 and unsure[80, 80, 1] > 200  # the first point doubtful, the last sure
+
+
+@pytest.mark.parametrize("image", [np.zeros((0, 0, 3), np.uint8), np.zeros((10, 10, 3), np.float32),
+                                   np.zeros((0, 10), np.uint8)])
+def test_draw_refuses_empty_or_non_uint8_arrays_in_one_line(image):
+    with pytest.raises(ValueError, match="uint8"):
+        facial_keypoints.draw(image, [a_face()])
+
+
+def test_draw_takes_faces_far_outside_the_image_and_refuses_what_is_no_face():
+    frame = np.zeros((120, 160, 3), np.uint8)
+    far = a_face()
+    far.box, far.keypoints = far.box - 1e12, far.keypoints - 1e12
+    assert not facial_keypoints.draw(frame, [far]).any()
+    for bad in ({"keypoints": np.zeros((21, 2))}, {"box": [0, 0, 9, 9], "keypoints": np.zeros((5, 2))}, None):
+        with pytest.raises(ValueError, match="face"):
+            facial_keypoints.draw(frame, bad if bad is None else [bad])

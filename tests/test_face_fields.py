@@ -118,3 +118,32 @@ def test_predict_aligned_writes_each_faces_crop_and_refuses_an_input_folder(real
     capsys.readouterr()
     assert cli(["predict", str(photos), "--out", str(out), "--aligned", str(photos / "crops")]) != 0
     assert "--aligned" in capsys.readouterr().err and not (photos / "crops").exists()
+
+
+def test_align_refuses_coinciding_points_and_takes_a_list_of_points():
+    frame = np.zeros((200, 200, 3), np.uint8)
+    with pytest.raises(ValueError, match="coincide"):
+        facial_keypoints.align(frame, np.full((5, 2), 100.0))
+    crop = facial_keypoints.align(frame, similar(TEMPLATE_112).tolist())  # one face's points, as a list
+    assert isinstance(crop, np.ndarray) and crop.shape == (112, 112, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        facial_keypoints.align(np.zeros((0, 0, 3), np.uint8), similar(TEMPLATE_112))
+
+
+def test_aligned_crops_never_replace_a_file_of_the_users(real_root, tmp_path, capsys):
+    from facial_keypoints.cli import main as cli
+    photo = tmp_path / "in" / "face.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(sorted((real_root / "II").glob("*.jpg"))[0].read_bytes())
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    (crops / "face_0.jpg").write_text("mine")
+    out = tmp_path / "out"
+    assert cli(["predict", str(photo), "--out", str(out), "--aligned", str(crops), "--no-progress"]) == 0
+    assert (crops / "face_0.jpg").read_text() == "mine" and Image.open(crops / "face_0_.jpg").size == (112, 112)
+    assert cli(["predict", str(photo), "--out", str(out), "--aligned", str(crops), "--no-progress"]) == 0
+    assert sorted(p.name for p in crops.iterdir()) == ["face_0.jpg", "face_0_.jpg"]  # a rerun replaces its own
+    for folder in (out, photo.parent):  # --out itself, the folder of an input photo
+        capsys.readouterr()
+        assert cli(["predict", str(photo), "--out", str(out), "--aligned", str(folder)]) != 0
+        assert "--aligned" in capsys.readouterr().err

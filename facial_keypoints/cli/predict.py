@@ -33,16 +33,29 @@ def inputs_of(args) -> list:
     for folder in (p for p in args.paths if p.is_dir()):
         if folder.resolve() == args.out.resolve():  # the drawings would be next run's photos
             raise ValueError(f"--out {args.out} is also an input folder: give predict another output folder")
-        aligned = args.aligned.resolve() if args.aligned is not None else None
-        if aligned is not None and aligned.is_relative_to(folder.resolve()) \
-                and not aligned.is_relative_to(args.out.resolve()):  # the crops would be next run's photos
-            raise ValueError(f"--aligned {args.aligned} lies in the input folder {folder}: give another folder")
+    check_aligned(args)
     photos = find_photos(args.paths, skip=args.out)  # an output folder inside an input folder is not searched
     if args.camera is not None:
         photos.append(args.camera)
     if not photos:
         raise FileNotFoundError(f"no photos or videos under {' '.join(map(str, args.paths))}")
     return photos
+
+
+def check_aligned(args) -> None:
+    """``--aligned`` must be a folder of its own: not ``--out`` (a crop and a drawing could share a name),
+    not an input folder or one inside it (the crops would be the next run's photos), not the folder of
+    an input photo."""
+    if args.aligned is None:
+        return
+    aligned, out = args.aligned.resolve(), args.out.resolve()
+    if aligned == out:
+        raise ValueError(f"--aligned {args.aligned} is also --out: give the crops a folder of their own")
+    for path in args.paths:
+        folder = path.resolve() if path.is_dir() else path.resolve().parent
+        if aligned == folder or (path.is_dir() and aligned.is_relative_to(folder) and not aligned.is_relative_to(out)):
+            raise ValueError(f"--aligned {args.aligned} is in the input folder {folder}: the crops would be read as "
+                             "photos next time; give another folder")
 
 
 def predict_files(photos: list, args) -> int:
