@@ -48,10 +48,15 @@ class Face:
             self._pose = head_pose(self.keypoints, *self.image_size).astype(np.float32)
         return self._pose
 
+    def box_json(self) -> dict:
+        """The box and the two scores: all a rejected candidate's record holds (no pose or confidence is
+        worked out for what is not a face)."""
+        return {"box": [round(float(v), 1) for v in self.box],
+                "score": round(self.score, 4),
+                "detector_score": round(self.detector_score, 4)}
+
     def as_json(self) -> dict:
-        record = {"box": [round(float(v), 1) for v in self.box],
-                  "score": round(self.score, 4),
-                  "detector_score": round(self.detector_score, 4),
+        record = {**self.box_json(),
                   "keypoints": {name: [round(float(x), 1), round(float(y), 1)]
                                 for name, (x, y) in zip(POINT_NAMES, self.keypoints)}}
         if self.point_confidence is not None:
@@ -79,8 +84,7 @@ class PhotoResult:
         """The record ``predict`` writes for a photo (docs/output.md, ``output_schema.json``)."""
         return {"image": image, "width": self.width, "height": self.height, "model": model, "detector": detector,
                 "faces": [f.as_json() for f in self.accepted],
-                "rejected": [{key: f.as_json()[key] for key in ("box", "score", "detector_score")}
-                             for f in self.faces if not f.is_face],
+                "rejected": [f.box_json() for f in self.faces if not f.is_face],
                 "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
                 "schema": SCHEMA}
 

@@ -46,7 +46,7 @@ def csv_row(index: int, time_s: float, record: dict) -> list:
     pose = record.get("pose") or {}
     confidence = record.get("point_confidence") or {}
     return [index, round(time_s, 4), record["id"], record["score"], record.get("quality", ""),
-            *(pose.get(angle, "") if pose.get(angle) is not None else "" for angle in ("yaw", "pitch", "roll")),
+            *("" if pose.get(angle) is None else pose[angle] for angle in ("yaw", "pitch", "roll")),
             *record["box"], *(v for point in record["keypoints"].values() for v in point),
             *(confidence.get(name, "") for name in POINT_NAMES)]
 

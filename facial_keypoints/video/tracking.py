@@ -49,8 +49,7 @@ def gray_of(frame, bgr: bool = False) -> np.ndarray:
     """The grayscale pixels the crops are cut from. A colour array goes straight through OpenCV (a
     fifth of a frame's time when tracking, against a round trip through PIL; the two differ by one
     grey level on 0.1 % of pixels); anything else as ``FaceLandmarker.detect`` reads it."""
-    if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 \
-            and frame.size:
+    if _colour_array(frame):
         import cv2
         return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
     return np.asarray(to_rgb_image(frame, bgr).convert("L"))
@@ -59,13 +58,18 @@ def gray_of(frame, bgr: bool = False) -> np.ndarray:
 def rgb_array(frame, bgr: bool = False) -> np.ndarray:
     """An RGB uint8 array of ``frame`` for the detector: a colour array as it is (or its channels swapped),
     anything else as ``FaceLandmarker.detect`` reads it."""
-    if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 \
-            and frame.size:
+    if _colour_array(frame):
         if bgr:
             import cv2
             return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         return frame
     return np.asarray(to_rgb_image(frame, bgr))
+
+
+def _colour_array(frame) -> bool:
+    """Whether ``frame`` is a non-empty (H, W, 3) uint8 array, which OpenCV converts as it is."""
+    return isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 \
+        and bool(frame.size)
 
 
 @dataclass
